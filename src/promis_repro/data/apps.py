@@ -1,0 +1,199 @@
+"""APPS: stdin/stdout and call-based problems with difficulty.
+
+Locally: the 128-problem subset selected by MapCoder (its own JSONL format).
+Online: the original APPS test split (``problem_id, question, solutions,
+input_output, difficulty, starter_code``) through Hugging Face ``datasets``.
+
+MapCoder's format writes a call-based test's arguments one per line, strings
+raw and everything else as a Python literal, which loses the distinction
+between the string ``"123"`` and the number 123. We read each line as a
+literal where it parses and as a string otherwise, and give a string parameter
+every extra line when a string argument itself spans lines. The original APPS
+format keeps exact argument types; prefer it where the network allows.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+from typing import Any
+
+from promis_repro.data.sources import read_jsonl, require, resolve, sha256_of
+from promis_repro.data.task import CallTests, StdioTests, Task
+from promis_repro.errors import UserError
+
+DIFFICULTIES = ("introductory", "interview", "competition")
+HF_DATASET = "codeparrot/apps"
+
+
+def _as_list(value: Any, where: str) -> list[Any]:
+    if isinstance(value, str):
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError) as exc:
+            raise UserError(f"{where}: tests are neither a list nor a Python literal list") from exc
+    if not isinstance(value, list):
+        raise UserError(f"{where}: tests are not a list")
+    return value
+
+
+def starter_signature(starter_code: str) -> tuple[str, list[str], int] | None:
+    """(function name, parameter names, number of required parameters) of a starter ``def``."""
+    source = starter_code.strip()
+    if not source:
+        return None
+    try:
+        tree = ast.parse(source + "\n    pass\n")
+    except SyntaxError:
+        try:
+            tree = ast.parse(source + "\n        pass\n")
+        except SyntaxError:
+            return None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef):
+            params = [a.arg for a in node.args.args if a.arg != "self"]
+            required = len(params) - len(node.args.defaults)
+            owner = next(
+                (c.name for c in ast.walk(tree) if isinstance(c, ast.ClassDef) and node in c.body),
+                None,
+            )
+            name = f"{owner}().{node.name}" if owner else node.name
+            return name, params, required
+    return None
+
+
+def _literal_or_text(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return text
+
+
+def parse_call_arguments(text: str, n_params: int, n_required: int) -> list[Any]:
+    """Split a MapCoder call-based input (one argument per line) into arguments."""
+    lines = text.split("\n")
+    if n_params == 0:
+        return []
+    if len(lines) <= n_params:
+        return [_literal_or_text(line) for line in lines] if len(lines) >= n_required else [text]
+    # more lines than parameters: a string argument spans several lines; give
+    # the extra lines to the first argument that does not read as a literal
+    extra = len(lines) - n_params
+    for start in range(n_params):
+        head = lines[:start]
+        if all(_literal_or_text(line) is not line for line in head):
+            merged = "\n".join(lines[start : start + extra + 1])
+            tail = lines[start + extra + 1 :]
+            return [_literal_or_text(x) for x in head] + [merged] + [_literal_or_text(x) for x in tail]
+    return ["\n".join(lines[: extra + 1])] + [_literal_or_text(x) for x in lines[extra + 1 :]]
+
+
+def _first_output(output: Any) -> Any:
+    return output[0] if isinstance(output, list) and len(output) == 1 else output
+
+
+def _mapcoder_tests(row: dict[str, Any], tests: list[dict[str, Any]], where: str) -> CallTests | StdioTests:
+    for test in tests:
+        if not isinstance(test, dict) or "input" not in test or "output" not in test:
+            raise UserError(f"{where}: a test lacks input/output")
+    signature = starter_signature(row.get("starter_code") or "")
+    if signature is None:
+        return StdioTests(cases=[(str(t["input"]), str(_first_output(t["output"]))) for t in tests])
+    name, params, required = signature
+    return CallTests(
+        entry_point=name,
+        groups={"tests": [parse_call_arguments(str(t["input"]), len(params), required) for t in tests]},
+        expected={"tests": [t["output"] for t in tests]},
+        oracle="apps",
+    )
+
+
+def load_apps(data_dir: str | os.PathLike[str] | None) -> list[Task]:
+    try:
+        path = resolve("apps", data_dir)
+    except UserError:
+        if data_dir is not None:
+            raise
+        return load_apps_online()
+    digest = sha256_of(path)
+    tasks = []
+    for line, row in read_jsonl(path):
+        where = f"{path}:{line}"
+        require(row, ("id", "description", "difficulty", "test_list", "sample_io", "starter_code"), where)
+        if row["difficulty"] not in DIFFICULTIES:
+            raise UserError(f"{where}: unknown difficulty {row['difficulty']!r}")
+        hidden = _mapcoder_tests(row, _as_list(row["test_list"], where), where)
+        visible = _mapcoder_tests(row, _as_list(row["sample_io"], where), where)
+        tasks.append(
+            Task(
+                benchmark="apps",
+                task_id=str(row["id"]),
+                prompt=row["description"],
+                entry_point=getattr(hidden, "entry_point", None),
+                starter_code=row["starter_code"] or "",
+                visible_tests=visible,
+                hidden_tests=hidden,
+                reference_solution=None,
+                difficulty=row["difficulty"],
+                source_hash=digest,
+                description=row["description"],
+                extra={"format": "mapcoder"},
+            )
+        )
+    return tasks
+
+
+def task_from_original(row: dict[str, Any], digest: str = "") -> Task:
+    """One row of the original APPS release (``input_output`` is a JSON string)."""
+    where = f"APPS problem {row.get('problem_id')}"
+    require(row, ("problem_id", "question", "input_output", "difficulty"), where)
+    try:
+        io_spec = json.loads(row["input_output"]) if isinstance(row["input_output"], str) else row["input_output"]
+        solutions = json.loads(row.get("solutions") or "[]")
+    except ValueError as exc:
+        raise UserError(f"{where}: malformed input_output/solutions JSON") from exc
+    inputs, outputs = io_spec.get("inputs", []), io_spec.get("outputs", [])
+    if len(inputs) != len(outputs) or not inputs:
+        raise UserError(f"{where}: inputs and outputs differ in length or are empty")
+    starter = row.get("starter_code") or ""
+    fn_name = io_spec.get("fn_name")
+    if fn_name:
+        signature = starter_signature(starter)
+        entry = signature[0] if signature else fn_name
+        hidden: CallTests | StdioTests = CallTests(
+            entry_point=entry, groups={"tests": list(inputs)}, expected={"tests": list(outputs)}, oracle="apps"
+        )
+        visible: CallTests | StdioTests = CallTests(
+            entry_point=entry, groups={"tests": list(inputs[:1])}, expected={"tests": list(outputs[:1])}, oracle="apps"
+        )
+    else:
+        cases = [(str(i), "".join(o) if isinstance(o, list) else str(o)) for i, o in zip(inputs, outputs)]
+        hidden, visible = StdioTests(cases=cases), StdioTests(cases=cases[:1])
+        entry = None
+    return Task(
+        benchmark="apps",
+        task_id=str(row["problem_id"]),
+        prompt=row["question"],
+        entry_point=entry,
+        starter_code=starter,
+        visible_tests=visible,
+        hidden_tests=hidden,
+        reference_solution=solutions[0] if solutions else None,
+        difficulty=row["difficulty"],
+        source_hash=digest,
+        description=row["question"],
+        extra={"format": "apps"},
+    )
+
+
+def load_apps_online() -> list[Task]:  # pragma: no cover - needs the Hugging Face hub
+    try:
+        import datasets
+    except ImportError as exc:
+        raise UserError("APPS online needs the `datasets` package; or pass --data-dir with the local subset") from exc
+    try:
+        rows = datasets.load_dataset(HF_DATASET, split="test")
+    except Exception as exc:
+        raise UserError(f"could not load {HF_DATASET} from the Hugging Face hub: {exc}") from exc
+    return [task_from_original(dict(row), digest=f"hf:{HF_DATASET}") for row in rows]

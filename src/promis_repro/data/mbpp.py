@@ -1,0 +1,96 @@
+"""MBPP full (974 tasks, original splits) and MBPP sanitized (427 hand-checked tasks)."""
+
+from __future__ import annotations
+
+import ast
+import os
+
+from promis_repro.data.sources import read_jsonl, require, resolve, sha256_of
+from promis_repro.data.task import AssertTests, Task
+from promis_repro.errors import UserError
+
+#: MBPP's own split of task ids (google-research README).
+SPLITS = {"prompt": range(1, 11), "test": range(11, 511), "validation": range(511, 601), "train": range(601, 975)}
+
+
+def split_of(task_number: int) -> str:
+    for name, ids in SPLITS.items():
+        if task_number in ids:
+            return name
+    raise ValueError(f"MBPP task id {task_number} is outside 1-974")
+
+
+def called_function(assert_source: str, defined: set[str]) -> str | None:
+    """The function an MBPP assert calls that the reference code defines (its entry point)."""
+    try:
+        tree = ast.parse(assert_source)
+    except SyntaxError:
+        return None
+    calls = [n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
+    for name in calls:
+        if name in defined:
+            return name
+    return calls[0] if calls else None
+
+
+def defined_names(code: str) -> set[str]:
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return set()
+    return {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))}
+
+
+def mbpp_prompt(description: str, shown_test: str) -> str:
+    """The task as shown to a model: the description and one of its asserts (MBPP+'s convention)."""
+    return f"{description.strip()}\n{shown_test.strip()}\n"
+
+
+def _task(benchmark: str, number: int, description: str, code: str, setup: str, tests: list[str], digest: str) -> Task:
+    entry = called_function(tests[0], defined_names(code))
+    return Task(
+        benchmark=benchmark,
+        task_id=str(number),
+        prompt=mbpp_prompt(description, tests[0]),
+        entry_point=entry,
+        starter_code="",
+        visible_tests=AssertTests(setup=setup, asserts=tests[:1], entry_point=entry),
+        hidden_tests=AssertTests(setup=setup, asserts=list(tests), entry_point=entry),
+        reference_solution=code,
+        source_hash=digest,
+        description=description.strip(),
+        extra={"split": split_of(number)},
+    )
+
+
+def load_mbpp(data_dir: str | os.PathLike[str] | None) -> list[Task]:
+    path = resolve("mbpp", data_dir)
+    digest = sha256_of(path)
+    tasks = []
+    for line, row in read_jsonl(path):
+        where = f"{path}:{line}"
+        require(row, ("task_id", "text", "code", "test_list", "test_setup_code"), where)
+        if not row["test_list"]:
+            raise UserError(f"{where}: empty test_list")
+        tasks.append(
+            _task(
+                "mbpp", int(row["task_id"]), row["text"], row["code"], row["test_setup_code"], row["test_list"], digest
+            )
+        )
+    return tasks
+
+
+def load_mbpp_sanitized(data_dir: str | os.PathLike[str] | None) -> list[Task]:
+    path = resolve("mbpp_sanitized", data_dir)
+    digest = sha256_of(path)
+    tasks = []
+    for line, row in read_jsonl(path):
+        where = f"{path}:{line}"
+        require(row, ("task_id", "prompt", "code", "test_list", "test_imports"), where)
+        if not row["test_list"]:
+            raise UserError(f"{where}: empty test_list")
+        setup = "\n".join(row["test_imports"])
+        tasks.append(
+            _task("mbpp_sanitized", int(row["task_id"]), row["prompt"], row["code"], setup, row["test_list"], digest)
+        )
+    return tasks

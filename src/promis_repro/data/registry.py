@@ -1,0 +1,41 @@
+"""Benchmark names and their loaders."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+
+from promis_repro.data.apps import load_apps
+from promis_repro.data.mbpp import load_mbpp, load_mbpp_sanitized
+from promis_repro.data.plus import load_humaneval, load_humanevalplus, load_mbppplus
+from promis_repro.data.task import Task
+from promis_repro.errors import UserError
+
+LOADERS: dict[str, Callable[[str | os.PathLike[str] | None], list[Task]]] = {
+    "mbpp": load_mbpp,
+    "mbpp_sanitized": load_mbpp_sanitized,
+    "mbppplus": load_mbppplus,
+    "humaneval": load_humaneval,
+    "humanevalplus": load_humanevalplus,
+    "apps": load_apps,
+}
+BENCHMARKS = tuple(LOADERS)
+
+
+@functools.cache
+def _load(name: str, data_dir: str | None) -> tuple[Task, ...]:
+    return tuple(LOADERS[name](data_dir))
+
+
+def load_benchmark(name: str, data_dir: str | os.PathLike[str] | None = None) -> list[Task]:
+    if name not in LOADERS:
+        raise UserError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
+    return list(_load(name, None if data_dir is None else os.fspath(data_dir)))
+
+
+def normalize_task_id(benchmark: str, raw: object) -> str:
+    """Task ids as the benchmark writes them; MBPP's integer ids may arrive as ints or strings."""
+    if isinstance(raw, bool) or not isinstance(raw, (int, str)):
+        raise UserError(f"task_id {raw!r} is neither a string nor an integer")
+    return str(raw).strip()

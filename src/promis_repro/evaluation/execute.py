@@ -1,0 +1,327 @@
+"""Score one program against one test suite: run it in the sandbox, compare in the harness.
+
+The result keeps EvalPlus's vocabulary per group (``pass``/``fail``/``timeout``
+and the 0/1 detail of each input, in dataset order) and adds our own overall
+``status`` (``pass``/``fail``/``timeout``/``error``), the SoftPass fraction
+and short failure messages that strategies use as feedback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from promis_repro.data.task import AssertTests, CallTests, StdioTests, Tests
+from promis_repro.evaluation.compare import AtolState, apps_call_matches, apps_stdout_matches, evalplus_matches
+from promis_repro.evaluation.probes import rewrite_asserts
+from promis_repro.sandbox.runner import RunOutput, SandboxLimits, run_job
+from promis_repro.sandbox.values import UndecodableValue, decode
+
+#: EvalPlus's defaults: per-input limit = max(MIN_TIME_LIMIT, FACTOR * reference time).
+MIN_TIME_LIMIT = 1.0
+TIME_LIMIT_FACTOR = 4.0
+#: EvalPlus caps one group's process at 60 s (+2 s for start-up and collection).
+GROUP_TIME_CAP = 60.0
+ASSERT_TIME_LIMIT = 5.0
+APPS_TIME_LIMIT = 4.0
+MAX_FAILURES_KEPT = 5
+
+
+@dataclass
+class Failure:
+    group: str
+    index: int
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"group": self.group, "index": self.index, "message": self.message}
+
+
+@dataclass
+class GroupResult:
+    name: str
+    status: str  # EvalPlus vocabulary: pass | fail | timeout
+    details: list[int]  # one 0/1 per input in dataset order; untested inputs are 0
+    progress: int  # inputs that produced a verdict (EvalPlus returns details[:progress])
+
+
+@dataclass
+class ProgramResult:
+    status: str  # pass | fail | timeout | error
+    groups: list[GroupResult]
+    error: str | None = None
+    failures: list[Failure] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "pass"
+
+    @property
+    def n_tests(self) -> int:
+        return sum(len(g.details) for g in self.groups)
+
+    @property
+    def n_passed(self) -> int:
+        return sum(sum(g.details) for g in self.groups)
+
+    @property
+    def soft_pass(self) -> float:
+        return self.n_passed / self.n_tests if self.n_tests else 0.0
+
+    def group(self, name: str) -> GroupResult | None:
+        return next((g for g in self.groups if g.name == name), None)
+
+    def feedback(self) -> str:
+        """Short text for a strategy: what passed and the first failures."""
+        lines = [f"passed {self.n_passed}/{self.n_tests} tests"]
+        if self.error and not self.failures:
+            lines.append(self.error)
+        lines.extend(f.message for f in self.failures)
+        return "\n".join(lines)
+
+
+def _short(value: Any, limit: int = 160) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _record_problem(record: dict[str, Any]) -> str | None:
+    if record.get("timeout"):
+        return "timed out"
+    if "err" in record:
+        return f"raised {record['err']}"
+    return None
+
+
+def _decoded(record: dict[str, Any]) -> tuple[bool, Any]:
+    try:
+        return True, decode(record.get("v"))
+    except (UndecodableValue, ValueError, TypeError, KeyError):
+        return False, None
+
+
+@dataclass
+class ExpectedOutputs:
+    """Per group: expected values (decoded) and per-input time limits."""
+
+    values: dict[str, list[Any]]
+    time_limits: dict[str, list[float]]
+
+
+def _load_error(records: list[dict[str, Any]]) -> str | None:
+    for record in records:
+        if "load_error" in record:
+            return str(record["load_error"])
+    return None
+
+
+def run_call_tests(
+    code: str,
+    tests: CallTests,
+    expected: ExpectedOutputs,
+    *,
+    guard: bool = True,
+    limits: SandboxLimits | None = None,
+) -> ProgramResult:
+    names = list(tests.groups)
+    dataset = {"evalplus-mbpp": "mbpp", "evalplus-humaneval": "humaneval"}.get(tests.oracle, "")
+    results: dict[str, GroupResult] = {}
+    failures: list[Failure] = []
+    problem: str | None = None
+    load_error: str | None = None
+    pending = list(range(len(names)))
+    while pending:
+        job = {
+            "mode": "call",
+            "code": code,
+            "entry_point": tests.entry_point,
+            "guard": guard,
+            "groups": [
+                {"inputs": tests.groups[n], "time_limits": expected.time_limits[n]} if i in pending else None
+                for i, n in enumerate(names)
+            ],
+            "groups_to_run": pending,
+        }
+        deadline = sum(min(GROUP_TIME_CAP, sum(expected.time_limits[names[i]])) + 2 for i in pending)
+        output = run_job(job, deadline=deadline, limits=limits)
+        load_error = _load_error(output.records)
+        by_group: dict[int, list[dict[str, Any]]] = {i: [] for i in pending}
+        finished: set[int] = set()
+        for record in output.records:
+            if "g" in record and record["g"] in by_group:
+                by_group[record["g"]].append(record)
+            elif "done" in record:
+                finished.add(record["done"])
+        for index in list(pending):
+            name = names[index]
+            inputs = tests.groups[name]
+            details = [0] * len(inputs)
+            state = AtolState(tests.atol)
+            records = by_group[index]
+            for record in records:
+                position = record["i"]
+                issue = _record_problem(record)
+                ok = False
+                if issue is None:
+                    decoded_ok, out = _decoded(record)
+                    exp = expected.values[name][position]
+                    if not decoded_ok:
+                        issue = "returned a value the harness could not decode"
+                    elif tests.oracle == "apps":
+                        ok = apps_call_matches(out, exp)
+                    else:
+                        ok = evalplus_matches(dataset, tests.entry_point, inputs[position], out, exp, state)
+                    if not ok and issue is None:
+                        issue = f"returned {_short(out)}, expected {_short(exp)}"
+                details[position] = int(ok)
+                if not ok and len(failures) < MAX_FAILURES_KEPT:
+                    failures.append(
+                        Failure(name, position, f"{tests.entry_point}(*{_short(inputs[position])}) {issue}")
+                    )
+            if load_error is not None:
+                status = "fail"
+            elif index in finished:
+                status = "pass" if len(records) == len(inputs) and all(details) else "fail"
+            else:
+                status = "timeout"  # EvalPlus: a process that died without a verdict
+            results[name] = GroupResult(name, status, details, len(records))
+        if load_error is not None:
+            break
+        unfinished = [i for i in pending if i not in finished]
+        if unfinished:
+            problem = problem or output.problem()
+        # EvalPlus runs each group in its own process: a group killed midway
+        # does not take the following ones with it
+        pending = unfinished[1:] if unfinished else []
+    groups = [results[n] for n in names if n in results]
+    return _overall(groups, failures, load_error, problem)
+
+
+def _overall(
+    groups: list[GroupResult], failures: list[Failure], load_error: str | None, problem: str | None
+) -> ProgramResult:
+    if load_error is not None:
+        return ProgramResult("error", groups, error=load_error, failures=failures)
+    if all(g.status == "pass" for g in groups):
+        return ProgramResult("pass", groups)
+    timed_out = any(g.status == "timeout" for g in groups) or any(f.message.endswith("timed out") for f in failures)
+    error = problem or (failures[0].message if failures else None)
+    if problem and not problem.startswith("timeout"):
+        return ProgramResult("error", groups, error=error, failures=failures)
+    return ProgramResult("timeout" if timed_out else "fail", groups, error=error, failures=failures)
+
+
+def assert_program(tests: AssertTests) -> str:
+    parts = [tests.setup, *tests.asserts]
+    if tests.call:
+        parts.append(tests.call)
+    return "\n".join(p for p in parts if p)
+
+
+def run_assert_tests(
+    code: str, tests: AssertTests, *, guard: bool = True, limits: SandboxLimits | None = None
+) -> ProgramResult:
+    program = rewrite_asserts(assert_program(tests))
+    # asserts inside a called function (HumanEval's check) may run in loops:
+    # their count comes from a reference run (None here: count what runs)
+    n_tests = tests.n_tests if tests.n_tests is not None else (None if tests.call else len(program.probes))
+    job = {
+        "mode": "assert",
+        "code": code,
+        "entry_point": tests.entry_point,
+        "guard": guard,
+        "test_code": program.source,
+        "time_limit": ASSERT_TIME_LIMIT,
+    }
+    deadline = min(GROUP_TIME_CAP, ASSERT_TIME_LIMIT * max(n_tests or len(program.probes), 1)) + 2
+    output = run_job(job, deadline=deadline, limits=limits)
+    return score_assert_records(output, program, n_tests)
+
+
+def score_assert_records(output: RunOutput, program: Any, n_tests: int | None) -> ProgramResult:
+    load_error = _load_error(output.records)
+    details: list[int] = []
+    failures: list[Failure] = []
+    aborted: str | None = None
+    finished = False
+    for record in output.records:
+        if "a" in record:
+            probe = program.probes[record["a"]]
+            issue = _record_problem(record)
+            ok = False
+            if issue is None:
+                decoded_ok, values = _decoded(record)
+                try:
+                    ok = decoded_ok and probe.verdict(values)
+                except BaseException:
+                    ok = False
+                if not ok:
+                    shown = ", ".join(_short(v, 80) for v in values) if decoded_ok else "?"
+                    issue = f"failed (values: {shown})"
+            if not ok and len(failures) < MAX_FAILURES_KEPT:
+                failures.append(Failure("tests", len(details), f"{probe.source} -> {issue}"))
+            details.append(int(ok))
+        elif "abort" in record:
+            aborted = f"test code stopped: {record['abort']}"
+        elif "done" in record:
+            finished = True
+    if n_tests is not None:
+        details = (details + [0] * n_tests)[:n_tests]
+    problem = None if finished or load_error else output.problem()
+    status = "pass" if finished and details and all(details) else "fail"
+    if not finished and not load_error:
+        status = "timeout"
+    group = GroupResult("tests", status, details, len(details))
+    if aborted and not failures:
+        failures.append(Failure("tests", len(details), aborted))
+    return _overall([group], failures, load_error, problem)
+
+
+def run_stdio_tests(code: str, tests: StdioTests, *, limits: SandboxLimits | None = None) -> ProgramResult:
+    job = {
+        "mode": "stdio",
+        "code": code,
+        "inputs": [stdin for stdin, _ in tests.cases],
+        "time_limits": [APPS_TIME_LIMIT] * len(tests.cases),
+        "guard": False,
+    }
+    deadline = min(GROUP_TIME_CAP * 2, APPS_TIME_LIMIT * len(tests.cases)) + 2
+    output = run_job(job, deadline=deadline, limits=limits)
+    load_error = _load_error(output.records)
+    details = [0] * len(tests.cases)
+    failures: list[Failure] = []
+    seen = 0
+    finished = any("done" in r for r in output.records)
+    for record in output.records:
+        if "i" not in record or "stdout" not in record:
+            continue
+        seen += 1
+        index = record["i"]
+        expected = tests.cases[index][1]
+        issue = _record_problem(record)
+        ok = issue is None and apps_stdout_matches(record["stdout"], expected)
+        details[index] = int(ok)
+        if not ok and len(failures) < MAX_FAILURES_KEPT:
+            issue = issue or f"printed {_short(record['stdout'])}, expected {_short(expected)}"
+            failures.append(Failure("tests", index, f"input {_short(tests.cases[index][0], 80)}: {issue}"))
+    status = "pass" if finished and all(details) else ("fail" if finished or load_error else "timeout")
+    problem = None if finished or load_error else output.problem()
+    return _overall([GroupResult("tests", status, details, seen)], failures, load_error, problem)
+
+
+def run_tests(
+    code: str,
+    tests: Tests,
+    expected: ExpectedOutputs | None = None,
+    *,
+    guard: bool = True,
+    limits: SandboxLimits | None = None,
+) -> ProgramResult:
+    """Dispatch on the suite's kind; ``expected`` is required for call tests."""
+    if isinstance(tests, CallTests):
+        if expected is None:
+            raise ValueError("call tests need expected outputs")
+        return run_call_tests(code, tests, expected, guard=guard, limits=limits)
+    if isinstance(tests, AssertTests):
+        return run_assert_tests(code, tests, guard=guard, limits=limits)
+    return run_stdio_tests(code, tests, limits=limits)

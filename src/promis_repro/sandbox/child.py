@@ -1,0 +1,666 @@
+"""The untrusted side of the sandbox: runs one job in a fresh interpreter.
+
+This file runs as a long-lived "zygote" (``python -s -P child.py``) started by
+``promis_repro.sandbox.runner``, one per worker thread. It must only import the
+standard library, so that nothing of the harness is importable from inside the
+sandbox. Per run, the zygote forks a root *supervisor* that enforces the
+deadline and cleans up, and the supervisor forks the *worker* that runs the
+program. In the worker, in this order:
+1. While still privileged, enter new mount and network namespaces (no network;
+   private size-capped tmpfs over the working directory, /tmp, /var/tmp and
+   /dev/shm), set resource limits, then drop to the sandbox uid. The parent
+   chose that uid for this run alone, so it can later kill every process the
+   program left behind with one ``kill(-1)`` issued as that uid.
+2. Close every descriptor except the result channel. (The job, written by the
+   trusted parent, was read before step 1.)
+3. Run the program. Every observation (an output value, an exception, a
+   timeout) is written to the result channel as one JSON line. Values are *encoded* into a
+   tagged JSON form that the parent decodes into genuine builtin objects, so
+   that comparisons happen in the trusted process: an object whose ``__eq__``
+   always returns True cannot be encoded and counts as a failure.
+
+The encoding (decoded by ``promis_repro.sandbox.values``): JSON null, bools,
+ints, floats and strings stand for themselves (non-finite floats as JSON
+NaN/Infinity); a JSON list is a Python list; every JSON object is a tag:
+``{"t": [...]}`` tuple, ``{"s": [...]}`` set, ``{"fs": [...]}`` frozenset,
+``{"d": [[k, v], ...]}`` dict, ``{"b": "<hex>"}`` bytes, ``{"c": [re, im]}``
+complex, ``{"sub": "<type name>", "v": <encoded base value>}`` an instance of
+a subclass of one of those builtins (a namedtuple, a numpy float64, ...), and
+``{"opaque": "<type name>"}`` anything else (never equal to an expected value),
+and ``{"digest": "<sha256>"}`` a value too large to send (see digest_if_large).
+"""
+
+import builtins
+import copy
+import ctypes
+import ctypes.util
+import hashlib
+import io
+import json
+import marshal
+import os
+import pickle
+import resource
+import signal
+import sys
+import time
+
+RESULT_FD = -1  # opened by worker()
+MAX_ENCODE_DEPTH = 200
+MAX_ENCODE_NODES = 5_000_000
+DIGEST_THRESHOLD_BYTES = 4 << 20
+
+# --------------------------------------------------------------------------
+# value encoding
+# --------------------------------------------------------------------------
+
+
+class EncodeLimit(Exception):
+    pass
+
+
+_EXACT = (type(None), bool, int, float, str)
+_BASES = (bool, int, float, str, complex, bytes, bytearray, tuple, list, dict, set, frozenset)
+
+
+def _type_name(value):
+    cls = type(value)
+    return f"{getattr(cls, '__module__', '?')}.{getattr(cls, '__qualname__', cls.__name__)}"
+
+
+def encode(value, _depth=0, _budget=None):
+    """Encode a value; never calls a method the value's own class defines."""
+    if _budget is None:
+        _budget = [MAX_ENCODE_NODES]
+    _budget[0] -= 1
+    if _budget[0] < 0:
+        raise EncodeLimit("value too large to compare")
+    if _depth > MAX_ENCODE_DEPTH:
+        raise EncodeLimit("value nested too deeply to compare")
+    cls = type(value)
+    if cls in _EXACT:
+        return value
+    nxt = _depth + 1
+    if cls is list:
+        return [encode(v, nxt, _budget) for v in list.__iter__(value)]
+    if cls is tuple:
+        return {"t": [encode(v, nxt, _budget) for v in tuple.__iter__(value)]}
+    if cls is dict:
+        return {"d": [[encode(k, nxt, _budget), encode(v, nxt, _budget)] for k, v in dict.items(value)]}
+    if cls is set:
+        return {"s": [encode(v, nxt, _budget) for v in set.__iter__(value)]}
+    if cls is frozenset:
+        return {"fs": [encode(v, nxt, _budget) for v in frozenset.__iter__(value)]}
+    if cls is bytes or cls is bytearray:
+        return {"b": bytes.hex(bytes(value))}
+    if cls is complex:
+        return {"c": [complex.__getattribute__(value, "real"), complex.__getattribute__(value, "imag")]}
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(value, numpy.generic) and not isinstance(value, _BASES):
+        # numpy integer/bool scalars are not int subclasses; EvalPlus compares
+        # them with ``==`` against Python values, so compare their value.
+        return {"sub": _type_name(value), "v": encode(value.item(), nxt, _budget)}
+    for base in _BASES:
+        if isinstance(value, base):
+            return {"sub": _type_name(value), "v": encode(_as_base(value, base), nxt, _budget)}
+    return {"opaque": _type_name(value)}
+
+
+def _as_base(value, base):
+    """Copy a builtin-subclass instance into its base type via the base's own slots."""
+    if base is bool:
+        return bool(int.__int__(value))
+    if base is int:
+        return int.__int__(value)
+    if base is float:
+        return float.__float__(value)
+    if base is str:
+        return str.__str__(value)
+    if base is complex:
+        return complex(complex.__getattribute__(value, "real"), complex.__getattribute__(value, "imag"))
+    if base in (bytes, bytearray):
+        return bytes(memoryview(value))
+    if base is dict:
+        return dict(dict.items(value))
+    return base(base.__iter__(value))
+
+
+def digest_if_large(value):
+    """``{"digest": sha256}`` of a large all-builtin value's marshal (version 2) form, else None.
+
+    marshal refuses every non-builtin type (subclasses included) and writes
+    equal structures identically (version 2 has no back-references), in C:
+    the cheap way to compare outputs of millions of elements. Equality by
+    digest is exact: element order of sets and dicts counts.
+    """
+    try:
+        raw = marshal.dumps(value, 2)
+    except (ValueError, MemoryError):
+        return None
+    if len(raw) <= DIGEST_THRESHOLD_BYTES:
+        return None
+    return {"digest": hashlib.sha256(raw).hexdigest()}
+
+
+# --------------------------------------------------------------------------
+# result channel
+# --------------------------------------------------------------------------
+
+
+def emit(record):
+    data = (json.dumps(record, allow_nan=True, separators=(",", ":")) + "\n").encode()
+    view = memoryview(data)
+    while view:
+        written = os.write(RESULT_FD, view)
+        view = view[written:]
+
+
+def emit_value(record, value):
+    try:
+        record["v"] = digest_if_large(value)
+        if record["v"] is None:
+            record["v"] = encode(value)
+    except (EncodeLimit, RecursionError, MemoryError) as exc:
+        record.pop("v", None)
+        record["err"] = f"{type(exc).__name__}: {exc}"
+    try:
+        emit(record)
+    except ValueError as exc:  # an int too long for JSON, a lone surrogate, ...
+        emit({k: v for k, v in record.items() if k != "v"} | {"err": f"unencodable output: {exc}"})
+
+
+def describe(exc):
+    try:
+        text = str(exc)
+    except BaseException:
+        text = "<unprintable>"
+    return f"{type(exc).__name__}: {text}"[:500]
+
+
+# --------------------------------------------------------------------------
+# isolation (runs as root when the parent is root)
+# --------------------------------------------------------------------------
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWNET = 0x40000000
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_BIND = 4096
+
+
+def _libc():
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def _hidden_ancestor(path):
+    """The top-most ancestor of ``path`` that other users cannot traverse, or None."""
+    parts = os.path.abspath(path).split(os.sep)[1:]
+    current = ""
+    for part in parts[:-1]:
+        current = f"{current}/{part}"
+        if not os.stat(current).st_mode & 0o001:
+            return current
+    return None
+
+
+def _expose_python(libc, workdir):
+    """Keep the interpreter's own files readable after the uid drop.
+
+    Python may be installed below a directory only root can traverse (pyenv in
+    /root, say). In our private mount namespace, cover that directory with an
+    empty tmpfs and bind the interpreter's prefixes back in, so the sandbox uid
+    can import the standard library and site-packages but see nothing else there.
+    """
+    prefixes = sorted(
+        {os.path.realpath(p) for p in (sys.base_prefix, sys.base_exec_prefix, sys.prefix, sys.exec_prefix)}
+    )
+    plan = {}
+    for prefix in prefixes:
+        hidden = _hidden_ancestor(prefix)
+        if hidden is not None:
+            plan.setdefault(hidden, []).append(prefix)
+    staging = os.path.join(os.path.dirname(workdir), "bind")
+    for index, (hidden, inner) in enumerate(sorted(plan.items())):
+        staged = []
+        for number, prefix in enumerate(inner):
+            target = f"{staging}{index}_{number}"
+            os.mkdir(target)
+            if libc.mount(prefix.encode(), target.encode(), None, MS_BIND | MS_REC, None) != 0:
+                raise OSError(ctypes.get_errno(), f"bind of {prefix} failed")
+            staged.append((target, prefix))
+        if libc.mount(b"tmpfs", hidden.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"size=1m,mode=0755") != 0:
+            raise OSError(ctypes.get_errno(), f"tmpfs on {hidden} failed")
+        for target, prefix in staged:
+            os.makedirs(prefix, mode=0o755, exist_ok=True)
+            if libc.mount(target.encode(), prefix.encode(), None, MS_BIND | MS_REC, None) != 0:
+                raise OSError(ctypes.get_errno(), f"bind onto {prefix} failed")
+
+
+def isolate(spec, workdir):
+    """Apply namespaces, mounts, rlimits and the uid drop described in ``spec``."""
+    libc = _libc()
+    flags = 0
+    if spec.get("netns"):
+        flags |= CLONE_NEWNET
+    if spec.get("mountns"):
+        flags |= CLONE_NEWNS
+    if flags and libc.unshare(flags) != 0:
+        raise OSError(ctypes.get_errno(), "unshare failed")
+    if spec.get("mountns"):
+        if libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+            raise OSError(ctypes.get_errno(), "making mounts private failed")
+        _expose_python(libc, workdir)
+        size = f"size={spec['tmpfs_bytes']},mode=1777".encode()
+        # the working directory may live under /tmp: mount it and enter it
+        # first, so that covering /tmp afterwards does not hide it from us
+        for target in [workdir, "/tmp", "/var/tmp", "/dev/shm"]:
+            if os.path.isdir(target):
+                if libc.mount(b"tmpfs", target.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, size) != 0:
+                    raise OSError(ctypes.get_errno(), f"tmpfs on {target} failed")
+            if target == workdir:
+                os.chdir(workdir)
+    limits = spec["rlimits"]
+    for name, value in limits.items():
+        resource.setrlimit(getattr(resource, name), (value, value))
+    if not spec.get("mountns"):
+        os.chdir(workdir)
+    uid = spec.get("uid")
+    if uid is not None:
+        os.chown(".", uid, uid)
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+    os.environ.clear()
+    os.environ.update(spec["env"])
+
+
+# --------------------------------------------------------------------------
+# the program's runtime
+# --------------------------------------------------------------------------
+
+
+class Timeout(BaseException):
+    """Raised by SIGALRM; a BaseException so that ``except Exception`` in the program cannot swallow it."""
+
+
+def _on_alarm(signum, frame):
+    raise Timeout()
+
+
+class CappedSink(io.TextIOBase):
+    """Write-only text sink that keeps the first ``cap`` characters (an output flood cannot fill memory)."""
+
+    def __init__(self, cap=8192):
+        self.cap = cap
+        self.parts = []
+        self.size = 0
+
+    def writable(self):
+        return True
+
+    def readable(self):
+        return False
+
+    def write(self, text):
+        if self.size < self.cap:
+            text = str(text)
+            self.parts.append(text[: self.cap - self.size])
+            self.size += len(self.parts[-1])
+        return len(text)
+
+    def read(self, *args):
+        raise OSError("stdin is not readable here")
+
+    readline = read
+
+    def getvalue(self):
+        return "".join(self.parts)
+
+
+class swallow_io:  # noqa: N801 - mirrors EvalPlus's context manager of the same name
+    def __enter__(self):
+        self.saved = sys.stdout, sys.stderr, sys.stdin
+        sink = CappedSink()
+        sys.stdout = sys.stderr = sys.stdin = sink
+        return sink
+
+    def __exit__(self, *exc):
+        sys.stdout, sys.stderr, sys.stdin = self.saved
+        return False
+
+
+def time_limit(seconds):
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001))
+
+
+def clear_time_limit():
+    signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+_GUARD_MODULE = None
+
+
+def load_evalplus_guard_source():
+    """Load EvalPlus's ``eval/utils.py`` (its ``reliability_guard``) without importing the evalplus package.
+
+    Done once in the zygote, so that each run only calls the function. The
+    modules the guard imports (shutil, subprocess, ...) are imported here too.
+    """
+    global _GUARD_MODULE
+    import importlib.util
+    import platform  # noqa: F401 - imported by the guard module
+    import shutil  # noqa: F401
+    import subprocess  # noqa: F401
+    import tempfile  # noqa: F401
+
+    spec = importlib.util.find_spec("evalplus")
+    if spec is None or not spec.submodule_search_locations:
+        return
+    path = os.path.join(next(iter(spec.submodule_search_locations)), "eval", "utils.py")
+    module_spec = importlib.util.spec_from_file_location("_evalplus_eval_utils", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    _GUARD_MODULE = module
+
+
+def load_evalplus_guard():
+    """EvalPlus's own ``reliability_guard``."""
+    if _GUARD_MODULE is None:
+        raise RuntimeError("evalplus is not installed; it provides the reliability guard")
+    return _GUARD_MODULE.reliability_guard
+
+
+def resolve_entry_point(globals_, entry_point):
+    """``name`` or ``Class().method`` (APPS problems written as LeetCode classes)."""
+    if "()." in entry_point:
+        owner, method = entry_point.split("().", 1)
+        return getattr(globals_[owner](), method)
+    return globals_[entry_point]
+
+
+def run_call(job):
+    """EvalPlus's ``unsafe_execute`` loop, minus the comparison (done by the parent)."""
+    guard = load_evalplus_guard() if job["guard"] else None
+    if guard is not None:
+        guard(maximum_memory_bytes=job["memory_bytes"])
+    globals_ = {}
+    try:
+        with swallow_io():
+            exec(compile(job["code"], "<solution>", "exec"), globals_)
+            fn = resolve_entry_point(globals_, job["entry_point"])
+    except BaseException as exc:
+        emit({"load_error": describe(exc)})
+        return
+    emit({"loaded": True})
+    record_time = job.get("record_time", False)
+    for group_index in job["groups_to_run"]:
+        group = job["groups"][group_index]
+        emit({"group": group_index})
+        for index, (args, limit) in enumerate(zip(group["inputs"], group["time_limits"])):
+            record = {"g": group_index, "i": index}
+            if record_time:
+                args = copy.deepcopy(args)
+            try:
+                with swallow_io():
+                    time_limit(limit)
+                    try:
+                        started = time.time()
+                        out = fn(*args)
+                        elapsed = time.time() - started
+                    finally:
+                        clear_time_limit()
+            except Timeout:
+                record["timeout"] = True
+                emit(record)
+                continue
+            except BaseException as exc:
+                record["err"] = describe(exc)
+                emit(record)
+                continue
+            if record_time:
+                record["t"] = elapsed
+            emit_value(record, out)
+        emit({"done": group_index})
+
+
+def run_assert(job):
+    """Run asserts rewritten into probes: operands are encoded here, compared by the parent."""
+    import ast
+
+    pristine = dict(builtins.__dict__)
+    guard = load_evalplus_guard() if job["guard"] else None
+    if guard is not None:
+        guard(maximum_memory_bytes=job["memory_bytes"])
+    candidate_name = "__promis_candidate__"
+    cand = {"__name__": candidate_name}
+    try:
+        with swallow_io():
+            exec(compile(job["code"], "<solution>", "exec"), cand)
+    except BaseException as exc:
+        emit({"load_error": describe(exc)})
+        return
+    emit({"loaded": True})
+
+    def sanitize(value):
+        # candidate-defined classes never reach the test code: their special
+        # methods could answer any comparison
+        checked, stack = 0, [value]
+        while stack and checked < 100_000:
+            item = stack.pop()
+            checked += 1
+            cls = type(item)
+            if getattr(cls, "__module__", None) == candidate_name:
+                raise TypeError(f"returned an instance of the program's own class {cls.__qualname__}")
+            if cls in (list, tuple, set, frozenset):
+                stack.extend(item)
+            elif cls is dict:
+                stack.extend(item.keys())
+                stack.extend(item.values())
+        return value
+
+    def wrap(fn):
+        def wrapped(*args, **kwargs):
+            return sanitize(fn(*args, **kwargs))
+
+        return wrapped
+
+    tests = {"__builtins__": pristine, "__name__": "__promis_tests__"}
+    tree = ast.parse(job["test_code"])
+    wanted = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    for name in wanted:
+        if name in cand and name not in pristine:
+            value = cand[name]
+            tests[name] = wrap(value) if callable(value) and not isinstance(value, type) else value
+    entry = job.get("entry_point")
+    if entry and entry in cand:
+        tests[entry] = wrap(cand[entry])
+
+    limit = job["time_limit"]
+
+    def runtime(aid, thunk):
+        record = {"a": aid}
+        try:
+            with swallow_io():
+                time_limit(limit)
+                try:
+                    values = thunk()
+                finally:
+                    clear_time_limit()
+        except Timeout:
+            record["timeout"] = True
+            emit(record)
+            return
+        except BaseException as exc:
+            record["err"] = describe(exc)
+            emit(record)
+            return
+        emit_value(record, values)
+
+    tests["__promis_check__"] = runtime
+    code = compile(job["test_code"], "<tests>", "exec")
+    try:
+        with swallow_io():
+            exec(code, tests)
+            if job.get("call"):
+                exec(compile(job["call"], "<tests>", "exec"), tests)
+    except Timeout:
+        emit({"abort": "timeout"})
+        return
+    except BaseException as exc:
+        emit({"abort": describe(exc)})
+        return
+    emit({"done": 0})
+
+
+def run_stdio(job):
+    """Run a stdin/stdout program once per case, each in fresh globals; stdout is captured."""
+    code = job["code"]
+    try:
+        compiled = compile(code, "<solution>", "exec")
+    except BaseException as exc:
+        emit({"load_error": describe(exc)})
+        return
+    emit({"loaded": True})
+    for index, (stdin_text, limit) in enumerate(zip(job["inputs"], job["time_limits"])):
+        # fd 0 gets the case too, for programs that read ``open(0)``
+        path = f"stdin_{index}.txt"
+        with open(path, "w") as handle:
+            handle.write(stdin_text)
+        fd = os.open(path, os.O_RDONLY)
+        os.dup2(fd, 0)
+        os.close(fd)
+        out = CappedSink(cap=job["stdout_cap"])
+        saved = sys.stdin, sys.stdout
+        sys.stdin = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, closefd=False)))
+        sys.stdout = out
+        record = {"i": index}
+        try:
+            time_limit(limit)
+            try:
+                exec(compiled, {"__name__": "__main__", "__builtins__": builtins})
+            finally:
+                clear_time_limit()
+        except SystemExit as exc:
+            if exc.code not in (None, 0):
+                record["err"] = f"SystemExit: {exc.code}"
+        except Timeout:
+            record["timeout"] = True
+        except BaseException as exc:
+            record["err"] = describe(exc)
+        finally:
+            sys.stdin, sys.stdout = saved
+        record["stdout"] = out.getvalue()
+        emit(record)
+    emit({"done": 0})
+
+
+RUNNERS = {"call": run_call, "assert": run_assert, "stdio": run_stdio}
+
+
+def worker(run_dir, job):
+    """The sandboxed process: isolate, then run the job; never returns."""
+    global RESULT_FD
+    try:
+        os.setsid()
+        RESULT_FD = os.open(os.path.join(run_dir, "result.jsonl"), os.O_WRONLY | os.O_APPEND)
+        stderr = os.open(os.path.join(run_dir, "stderr.txt"), os.O_WRONLY | os.O_APPEND)
+        null = os.open(os.devnull, os.O_RDWR)
+        # the zygote's protocol pipes sit on fds 0 and 1: replace them before
+        # anything else runs, so the program can never write a verdict there
+        os.dup2(null, 0)
+        os.dup2(null, 1)
+        os.dup2(stderr, 2)
+        keep = sorted({0, 1, 2, RESULT_FD})
+        for low, high in zip(keep, [*keep[1:], 1 << 16]):
+            os.closerange(low + 1, high)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
+            signal.signal(signum, signal.SIG_DFL)
+        sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False))
+        sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), write_through=True)
+        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), write_through=True)
+        sys.setrecursionlimit(max(1000, job.get("recursion_limit", 1000)))
+        isolate(job["isolation"], os.path.join(run_dir, "work"))
+        signal.signal(signal.SIGALRM, _on_alarm)
+        started = time.monotonic()
+        RUNNERS[job["mode"]](job)
+        emit({"exit": True, "seconds": time.monotonic() - started})
+    except BaseException as exc:
+        try:
+            os.write(2, f"sandbox worker failed: {describe(exc)}\n".encode())
+        except BaseException:
+            pass
+        os._exit(70)
+    os._exit(0)
+
+
+def _kill_leftovers(uid, pid):
+    """SIGKILL everything the run started: every process of its uid, or its session's process group."""
+    if uid is not None:
+        helper = os.fork()
+        if helper == 0:
+            try:
+                os.setgroups([])
+                os.setresgid(uid, uid, uid)
+                os.setresuid(uid, uid, uid)
+                os.kill(-1, signal.SIGKILL)
+            except BaseException:
+                pass
+            os._exit(0)
+        os.waitpid(helper, 0)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def supervise(run_dir, deadline):
+    """Fork the worker, enforce the wall-clock deadline, clean up, write status.json."""
+    import select
+
+    with open(os.path.join(run_dir, "job.pkl"), "rb") as handle:
+        # the job comes from the trusted parent, so unpickling it is safe;
+        # nothing flows back to the parent through pickle
+        job = pickle.load(handle)
+    pid = os.fork()
+    if pid == 0:
+        worker(run_dir, job)
+    uid = job["isolation"].get("uid")
+    started = time.monotonic()
+    pidfd = os.pidfd_open(pid)
+    ready, _, _ = select.select([pidfd], [], [], deadline)
+    timed_out = not ready
+    _kill_leftovers(uid, pid)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    with open(os.path.join(run_dir, "status.json"), "w") as handle:
+        json.dump({"returncode": code, "timed_out": timed_out, "seconds": time.monotonic() - started}, handle)
+
+
+def zygote():
+    """Serve runs: one line ``RUN_DIR<TAB>DEADLINE`` in, one line ``done`` out, per run.
+
+    Imports happen once here; each run is a fork of this warm process, which
+    saves the interpreter start-up that would otherwise dominate short jobs.
+    """
+    sys.set_int_max_str_digits(0)
+    load_evalplus_guard_source()
+    for line in sys.stdin:
+        run_dir, deadline = line.rstrip("\n").split("\t")
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                supervise(run_dir, float(deadline))
+            except BaseException as exc:
+                os.write(2, f"sandbox supervisor failed: {describe(exc)}\n".encode())
+                code = 71
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        sys.stdout.write(f"done\t{os.waitstatus_to_exitcode(status)}\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    zygote()

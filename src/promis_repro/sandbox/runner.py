@@ -1,0 +1,333 @@
+"""The trusted side of the sandbox: launch ``child.py`` for one job, enforce limits, collect records.
+
+Generated code never runs in the harness process. Each job gets a fresh
+interpreter, a fresh working directory, a scrubbed environment, resource limits
+(address space, processes, file size, CPU), a wall-clock deadline after which
+everything the program started is killed with SIGKILL, and, where the kernel
+allows it, private network and mount namespaces plus a dedicated uid.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import fcntl
+import functools
+import json
+import logging
+import os
+import pickle
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+CHILD_SCRIPT = Path(__file__).with_name("child.py")
+GiB = 1 << 30
+MiB = 1 << 20
+
+#: uids handed out to sandboxed runs when the harness runs as root; one uid per
+#: concurrent run, so that a cleanup ``kill(-1)`` as that uid reaches exactly
+#: the processes that run left behind.
+SANDBOX_UID_RANGE = range(61000, 62000)
+UID_LOCK_DIR = Path(tempfile.gettempdir()) / "promis-repro-sandbox-uids"
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    memory_bytes: int = 4 * GiB
+    max_processes: int = 32
+    file_bytes: int = 256 * MiB
+    tmpfs_bytes: int = 256 * MiB
+    stderr_bytes: int = 64 * 1024
+    result_bytes: int = 1 * GiB
+    stdout_chars: int = 1 * MiB
+    isolate_network: bool = True
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """What the kernel lets us do here; detected once per process and logged."""
+
+    privileged: bool
+    network_namespace: bool
+    mount_namespace: bool
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def describe(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _probe_unshare(flag: int) -> bool:
+    code = (
+        "import ctypes, ctypes.util, sys\n"
+        "libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6', use_errno=True)\n"
+        f"sys.exit(0 if libc.unshare({flag}) == 0 else 1)\n"
+    )
+    try:
+        result = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0
+
+
+@functools.cache
+def detect_isolation() -> Isolation:
+    privileged = os.geteuid() == 0
+    netns = _probe_unshare(0x40000000)
+    mountns = privileged and _probe_unshare(0x00020000)
+    notes = []
+    if not privileged:
+        notes.append("not root: no dedicated uid; processes capped relative to this user's count")
+    if not netns:
+        notes.append("no network namespace: generated code can reach the network")
+    if not mountns:
+        notes.append("no mount namespace: /tmp is shared and the working directory is not size-capped")
+    isolation = Isolation(privileged, netns, mountns, tuple(notes))
+    log.info("sandbox isolation: %s", isolation.describe())
+    return isolation
+
+
+@contextlib.contextmanager
+def _lease_uid() -> Iterator[int]:
+    """Hold an exclusive lock on one uid of SANDBOX_UID_RANGE (works across processes on a host)."""
+    UID_LOCK_DIR.mkdir(mode=0o700, exist_ok=True)
+    for uid in SANDBOX_UID_RANGE:
+        handle = open(UID_LOCK_DIR / f"{uid}.lock", "a")  # noqa: SIM115 - kept open while leased
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        try:
+            yield uid
+        finally:
+            handle.close()
+        return
+    raise RuntimeError(f"all sandbox uids {SANDBOX_UID_RANGE.start}-{SANDBOX_UID_RANGE.stop - 1} are in use")
+
+
+def _kill_uid(uid: int) -> None:
+    """SIGKILL every process of ``uid`` (kill(-1) from a forked helper running as that uid)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the forked helper
+        try:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            os.kill(-1, signal.SIGKILL)
+        except BaseException:
+            pass
+        os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def _processes_of_current_user() -> int:
+    uid = os.getuid()
+    count = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if entry.stat().st_uid == uid:
+                    count += 1
+    return count
+
+
+@dataclass
+class RunOutput:
+    records: list[dict[str, Any]]
+    timed_out: bool
+    returncode: int | None
+    stderr_tail: str
+    seconds: float
+
+    def problem(self) -> str | None:
+        """A one-line reason when the child died without finishing its job."""
+        if any("exit" in r for r in self.records):
+            return None
+        if self.timed_out:
+            return "timeout: wall-clock limit reached"
+        code = self.returncode
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+            hint = {"SIGXFSZ": "file size limit exceeded", "SIGKILL": "killed (memory or process limit)"}
+            return f"crashed: {name}" + (f" ({hint[name]})" if name in hint else "")
+        tail = self.stderr_tail.strip().splitlines()
+        return f"exited early (code {code})" + (f": {tail[-1][:200]}" if tail else "")
+
+
+def _child_env(workdir: str) -> dict[str, str]:
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": workdir,
+        "TMPDIR": workdir,
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "PYTHONHASHSEED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONIOENCODING": "utf-8",
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
+
+
+def _read_records(fd: int, cap: int) -> list[dict[str, Any]]:
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks, size = [], 0
+    while size < cap:
+        chunk = os.read(fd, min(1 << 20, cap - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    records = []
+    for line in b"".join(chunks).split(b"\n"):
+        if not line:
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            break  # a line cut short by a kill: everything after it is unknown
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+class _Zygote:
+    """One warm ``child.py`` process serving runs for one worker thread."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-s", "-P", str(CHILD_SCRIPT)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=_child_env("/"),
+            cwd="/",
+            start_new_session=True,
+            text=True,
+            bufsize=1,
+        )
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def run(self, run_dir: Path, deadline: float) -> bool:
+        """Serve one run; False when the zygote died or stopped answering (it is then killed)."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            self.proc.stdin.write(f"{run_dir}\t{deadline}\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            return False
+        ready, _, _ = select.select([self.proc.stdout], [], [], deadline + 30)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line.startswith("done"):
+            self.close()
+            return False
+        return True
+
+    def close(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+
+_local = threading.local()
+_zygotes: list[_Zygote] = []
+
+
+def _zygote() -> _Zygote:
+    zygote = getattr(_local, "zygote", None)
+    if zygote is None or not zygote.alive():
+        zygote = _Zygote()
+        _local.zygote = zygote
+        _zygotes.append(zygote)
+    return zygote
+
+
+@atexit.register
+def _close_zygotes() -> None:
+    for zygote in _zygotes:
+        if zygote.alive() and zygote.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                zygote.proc.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                zygote.proc.wait(timeout=5)
+        if zygote.alive():
+            zygote.close()
+
+
+def run_job(job: dict[str, Any], deadline: float, limits: SandboxLimits | None = None) -> RunOutput:
+    """Run one job (see ``child.py`` for the modes) under the sandbox; never raises for the program's faults."""
+    limits = limits or SandboxLimits()
+    isolation = detect_isolation()
+    with contextlib.ExitStack() as stack:
+        uid = stack.enter_context(_lease_uid()) if isolation.privileged else None
+        run_dir = Path(tempfile.mkdtemp(prefix="promis-sbx-"))
+        stack.callback(shutil.rmtree, run_dir, True)
+        os.chmod(run_dir, 0o711)
+        workdir = run_dir / "work"
+        workdir.mkdir(mode=0o777)
+        env = _child_env(str(workdir))
+        nproc = limits.max_processes if uid is not None else _processes_of_current_user() + limits.max_processes
+        rlimits = {
+            "RLIMIT_AS": limits.memory_bytes,
+            "RLIMIT_FSIZE": limits.file_bytes,
+            "RLIMIT_NPROC": nproc,
+            "RLIMIT_CORE": 0,
+            "RLIMIT_CPU": int(deadline) + 2,
+        }
+        full_job = dict(job)
+        full_job["memory_bytes"] = limits.memory_bytes
+        full_job["stdout_cap"] = limits.stdout_chars
+        full_job["isolation"] = {
+            "netns": limits.isolate_network and isolation.network_namespace,
+            "mountns": isolation.mount_namespace,
+            "tmpfs_bytes": limits.tmpfs_bytes,
+            "rlimits": rlimits,
+            "uid": uid,
+            "env": env,
+        }
+        with open(os.open(run_dir / "job.pkl", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
+            pickle.dump(full_job, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        for name in ("result.jsonl", "stderr.txt"):
+            os.close(os.open(run_dir / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        started = time.monotonic()
+        served = False
+        for _attempt in range(2):  # a zygote that died is replaced once
+            if _zygote().run(run_dir, deadline):
+                served = True
+                break
+        seconds = time.monotonic() - started
+        status: dict[str, Any] = {}
+        if served:
+            with contextlib.suppress(OSError, ValueError):
+                status = json.loads((run_dir / "status.json").read_text())
+        else:
+            if uid is not None:
+                _kill_uid(uid)
+            status = {"returncode": None, "timed_out": False}
+        result_fd = os.open(run_dir / "result.jsonl", os.O_RDONLY)
+        try:
+            records = _read_records(result_fd, limits.result_bytes)
+        finally:
+            os.close(result_fd)
+        stderr_path = run_dir / "stderr.txt"
+        with open(stderr_path, "rb") as handle:
+            handle.seek(max(0, stderr_path.stat().st_size - limits.stderr_bytes))
+            stderr_tail = handle.read().decode("utf-8", "replace")
+        if not served:
+            stderr_tail += "\nsandbox zygote failed"
+        return RunOutput(records, bool(status.get("timed_out")), status.get("returncode"), stderr_tail, seconds)
