@@ -73,6 +73,11 @@ def _is_literal(node: ast.expr) -> bool:
     return True
 
 
+def _truth(node: ast.expr) -> ast.expr:
+    """``bool(node)`` via the sandbox's pristine ``bool``: truth of values like ``re.Match`` that cannot travel."""
+    return ast.Call(func=ast.Name(id="__promis_bool__", ctx=ast.Load()), args=[node], keywords=[])
+
+
 class _Rewriter(ast.NodeTransformer):
     def __init__(self) -> None:
         self.probes: list[Probe] = []
@@ -85,9 +90,9 @@ class _Rewriter(ast.NodeTransformer):
             kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in test.keywords}
             probe, operands = Probe("isclose", isclose_kwargs=kwargs), list(test.args)
         elif isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
-            probe, operands = Probe("not"), [test.operand]
+            probe, operands = Probe("not"), [_truth(test.operand)]
         else:
-            probe, operands = Probe("truth"), [test]
+            probe, operands = Probe("truth"), [_truth(test)]
         probe = Probe(probe.kind, probe.op, probe.isclose_kwargs, ast.unparse(node))
         self.probes.append(probe)
         thunk = ast.Lambda(

@@ -23,7 +23,7 @@ The encoding (decoded by ``promis_repro.sandbox.values``): JSON null, bools,
 ints, floats and strings stand for themselves (non-finite floats as JSON
 NaN/Infinity); a JSON list is a Python list; every JSON object is a tag:
 ``{"t": [...]}`` tuple, ``{"s": [...]}`` set, ``{"fs": [...]}`` frozenset,
-``{"d": [[k, v], ...]}`` dict, ``{"b": "<hex>"}`` bytes, ``{"c": [re, im]}``
+``{"d": [[k, v], ...]}`` dict, ``{"b": "<hex>"}`` bytes, ``{"ih": "<hex>"}`` an int of more than BIG_INT_BITS bits, ``{"c": [re, im]}``
 complex, ``{"sub": "<type name>", "v": <encoded base value>}`` an instance of
 a subclass of one of those builtins (a namedtuple, a numpy float64, ...), and
 ``{"opaque": "<type name>"}`` anything else (never equal to an expected value),
@@ -49,6 +49,7 @@ RESULT_FD = -1  # opened by worker()
 MAX_ENCODE_DEPTH = 200
 MAX_ENCODE_NODES = 5_000_000
 DIGEST_THRESHOLD_BYTES = 4 << 20
+BIG_INT_BITS = 4096
 
 # --------------------------------------------------------------------------
 # value encoding
@@ -78,6 +79,10 @@ def encode(value, _depth=0, _budget=None):
     if _depth > MAX_ENCODE_DEPTH:
         raise EncodeLimit("value nested too deeply to compare")
     cls = type(value)
+    if cls is int and int.bit_length(value) > BIG_INT_BITS:
+        # decimal conversion of huge ints is quadratic (and capped by
+        # sys.int_max_str_digits); hexadecimal is linear both ways
+        return {"ih": int.__format__(value, "x")}
     if cls in _EXACT:
         return value
     nxt = _depth + 1
@@ -499,6 +504,7 @@ def run_assert(job):
         emit_value(record, values)
 
     tests["__promis_check__"] = runtime
+    tests["__promis_bool__"] = pristine["bool"]
     code = compile(job["test_code"], "<tests>", "exec")
     try:
         with swallow_io():

@@ -96,6 +96,8 @@ def decode(data: Any) -> Any:
         return frozenset(decode(item) for item in data["fs"])
     if "d" in data:
         return {decode(key): decode(value) for key, value in data["d"]}
+    if "ih" in data:
+        return int(data["ih"], 16)
     if "b" in data:
         return bytes.fromhex(data["b"])
     if "c" in data:

@@ -1,0 +1,284 @@
+"""Hostile programs: each is contained, scored as a failure, and the harness survives."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from promis_repro.data.task import AssertTests, CallTests
+from promis_repro.evaluation.execute import ExpectedOutputs, run_assert_tests, run_call_tests
+from promis_repro.sandbox.runner import SANDBOX_UID_RANGE, SandboxLimits, detect_isolation
+
+CORRECT = "def f(x):\n    return x + 1\n"
+TESTS = CallTests(entry_point="f", groups={"base": [[1], [2]], "plus": [[10]]}, oracle="evalplus-mbpp")
+EXPECTED = ExpectedOutputs(values={"base": [2, 3], "plus": [11]}, time_limits={"base": [1.0, 1.0], "plus": [1.0]})
+ASSERTS = AssertTests(setup="", asserts=["assert f(1) == 2", "assert set(g([1, 2])) == {1, 2}"], entry_point="f")
+ASSERT_CORRECT = CORRECT + "def g(xs):\n    return list(xs)\n"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def score(code: str, limits: SandboxLimits | None = None):
+    return run_call_tests(code, TESTS, EXPECTED, limits=limits)
+
+
+def sandbox_processes(grace: float = 10.0) -> list[int]:
+    """Processes still running as a sandbox uid after ``grace`` seconds (SIGKILLed ones need a moment to be reaped)."""
+    deadline = time.monotonic() + grace
+    while True:
+        found = []
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                try:
+                    if entry.stat().st_uid in SANDBOX_UID_RANGE:
+                        found.append(int(entry.name))
+                except OSError:
+                    continue
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+def assert_contained(result, statuses=("fail", "error", "timeout")) -> None:
+    assert result.status in statuses, result
+    assert not result.passed
+    assert sandbox_processes() == []
+
+
+def test_correct_program_passes():
+    result = score(CORRECT)
+    assert result.status == "pass"
+    assert [g.details for g in result.groups] == [[1, 1], [1]]
+
+
+def test_correct_assert_program_passes():
+    assert run_assert_tests(ASSERT_CORRECT, ASSERTS).status == "pass"
+
+
+def test_infinite_loop_in_call_times_out_per_input():
+    started = time.monotonic()
+    result = score("def f(x):\n    while True:\n        pass\n")
+    assert_contained(result, ("timeout",))
+    assert time.monotonic() - started < 20
+
+
+def test_loop_that_ignores_alarm_is_killed_at_the_deadline():
+    code = "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\n" + "def f(x):\n    while True:\n        pass\n"
+    started = time.monotonic()
+    result = score(code)
+    assert_contained(result, ("timeout",))
+    assert time.monotonic() - started < 30
+
+
+def test_fork_bomb():
+    code = (
+        "import posix\n"
+        "def f(x):\n"
+        "    while True:\n"
+        "        try:\n"
+        "            posix.fork()\n"
+        "        except OSError:\n"
+        "            pass\n"
+    )
+    result = score(code)
+    assert_contained(result)
+
+
+def test_memory_bomb():
+    result = score("def f(x):\n    return len(bytearray(20 * 1024 ** 3)) and x + 1\n")
+    assert_contained(result)
+    assert any("MemoryError" in f.message for f in result.failures)
+
+
+def test_disk_filling_is_capped_and_leaves_nothing_behind():
+    code = (
+        "import os\n"
+        "def f(x):\n"
+        "    with os.fdopen(os.open('big.bin', os.O_WRONLY | os.O_CREAT), 'wb') as h:\n"
+        "        while True:\n"
+        "            h.write(b'0' * (1 << 20))\n"
+    )
+    free_before = os.statvfs("/").f_bavail
+    result = score(code, SandboxLimits(file_bytes=32 << 20, tmpfs_bytes=64 << 20))
+    assert_contained(result)
+    # nothing close to the cap remains on the host disk
+    assert (free_before - os.statvfs("/").f_bavail) * os.statvfs("/").f_frsize < 16 << 20
+
+
+def test_output_flood_through_print_and_raw_fd():
+    printed = score("def f(x):\n    while True:\n        print('x' * 10000)\n")
+    assert_contained(printed, ("timeout",))
+    raw = score("import os\ndef f(x):\n    while True:\n        os.write(1, b'x' * 65536)\n        os.write(2, b'y' * 65536)\n")
+    assert_contained(raw)
+
+
+@pytest.mark.parametrize(
+    "prelude",
+    [
+        "import sys\nsys.exit(0)\n",
+        "import os\nos._exit(0)\n",
+        "import atexit, os\natexit.register(lambda: print('PASS'))\nraise SystemExit(0)\n",
+        "print('PASS')\nprint('{\"exit\": true}')\nraise SystemExit(0)\n",
+    ],
+    ids=["sys.exit", "os._exit", "atexit", "print-pass"],
+)
+def test_exiting_before_the_tests_is_not_a_pass(prelude):
+    assert_contained(score(prelude + CORRECT))
+    assert_contained(run_assert_tests(prelude + ASSERT_CORRECT, ASSERTS))
+
+
+def test_writing_fake_verdicts_to_every_descriptor_is_not_a_pass():
+    code = (
+        "import os\n"
+        "for fd in range(64):\n"
+        "    try:\n"
+        "        os.write(fd, b'{\"g\": 0, \"i\": 0, \"v\": 2}\\n{\"done\": 0}\\n{\"exit\": true}\\n')\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "os._exit(0)\n" + CORRECT
+    )
+    assert_contained(score(code))
+
+
+def test_killing_the_parent_and_everything_else():
+    code = (
+        "import os, signal\n"
+        "def f(x):\n"
+        "    for pid in (os.getppid(), 1, -1):\n"
+        "        try:\n"
+        "            os.kill(pid, signal.SIGKILL)\n"
+        "        except Exception:\n"
+        "            pass\n"
+        "    return x + 1\n"
+    )
+    result = score(code.replace("os.kill", "__import__('posix').kill"))
+    # the program may kill itself (kill -1 reaches its own uid); the harness goes on
+    assert result.status in ("pass", "fail", "error", "timeout")
+    assert score(CORRECT).status == "pass"
+    assert sandbox_processes() == []
+
+
+def test_child_process_that_never_exits_and_holds_the_pipes():
+    code = (
+        "import posix, time\n"
+        "if posix.fork() == 0:\n"
+        "    posix.setsid()\n"
+        "    time.sleep(1000)\n" + CORRECT
+    )
+    started = time.monotonic()
+    result = score(code)
+    assert time.monotonic() - started < 20
+    assert result.status in ("pass", "fail")  # the program itself is correct
+    assert sandbox_processes() == []
+
+
+def test_files_outside_the_working_directory_are_untouched(tmp_path_factory):
+    outside = REPO / ".pytest-outside"
+    outside.mkdir(exist_ok=True)
+    victim = outside / "victim.txt"
+    victim.write_text("keep me")
+    try:
+        code = (
+            "import posix\n"
+            f"victim = {str(victim)!r}\n"
+            "def f(x):\n"
+            "    for action in (lambda: posix.unlink(victim),\n"
+            "                   lambda: posix.open(victim, posix.O_WRONLY | posix.O_TRUNC),\n"
+            f"                   lambda: posix.open({str(outside / 'new.txt')!r}, posix.O_WRONLY | posix.O_CREAT)):\n"
+            "        try:\n"
+            "            action()\n"
+            "        except OSError:\n"
+            "            pass\n"
+            "    return x + 1\n"
+        )
+        score(code)
+        if not detect_isolation().privileged:
+            pytest.skip("not root: no dedicated uid, so file protection rests on the Python-level guard only")
+        assert victim.read_text() == "keep me"
+        assert not (outside / "new.txt").exists()
+    finally:
+        for path in outside.iterdir():
+            path.unlink()
+        outside.rmdir()
+
+
+def test_tcp_connect_to_a_local_port_fails():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(0.2)
+    port = server.getsockname()[1]
+    accepted: list[object] = []
+
+    def accept():
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                accepted.append(server.accept())
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept)
+    thread.start()
+    code = (
+        "import socket\n"
+        "def f(x):\n"
+        f"    socket.create_connection(('127.0.0.1', {port}), timeout=2).sendall(b'leak')\n"
+        "    return x + 1\n"
+    )
+    result = score(code)
+    thread.join()
+    server.close()
+    if not detect_isolation().network_namespace:
+        pytest.skip("no network namespace on this kernel")
+    assert accepted == []
+    assert_contained(result)
+
+
+def test_always_equal_object_never_passes():
+    code = (
+        "class Eq:\n"
+        "    def __eq__(self, other):\n"
+        "        return True\n"
+        "    __hash__ = object.__hash__\n"
+        "class EqInt(int):\n"
+        "    def __eq__(self, other):\n"
+        "        return True\n"
+        "def f(x):\n"
+        "    return Eq() if x < 5 else EqInt(0)\n"
+        "def g(xs):\n"
+        "    return Eq()\n"
+    )
+    assert_contained(score(code))
+    assert_contained(run_assert_tests(code, ASSERTS))
+
+
+def test_shadowing_builtins_the_tests_use():
+    code = (
+        "import builtins\n"
+        "builtins.set = lambda *a: 1\n"
+        "builtins.len = lambda *a: 0\n"
+        "def set(*a):\n"
+        "    return 1\n"
+        "def f(x):\n"
+        "    return x + 1\n"
+        "def g(xs):\n"
+        "    return [99]\n"
+    )
+    result = run_assert_tests(code, ASSERTS)
+    assert result.groups[0].details == [1, 0]
+    assert_contained(result)
+
+
+def test_printing_pass_does_not_pass():
+    code = "def f(x):\n    print('PASS')\n    print('All tests passed')\n    return 0\n"
+    assert_contained(score(code))
+
+
+def test_harness_process_survives_everything():
+    # after all of the above, this process is alive and the sandbox still works
+    assert score(CORRECT).status == "pass"
