@@ -21,12 +21,6 @@ def picked(benchmark, data_dir):
     return random.Random(20261122).sample(tasks, N_TASKS[benchmark])
 
 
-def cases(data_dir):
-    for benchmark in N_TASKS:
-        for task in picked(benchmark, data_dir):
-            yield task
-
-
 @pytest.mark.parametrize("benchmark", list(N_TASKS))
 def test_agreement_with_evalplus(benchmark, data_dir):
     disagreements = []

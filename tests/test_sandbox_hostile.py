@@ -67,7 +67,9 @@ def test_infinite_loop_in_call_times_out_per_input():
 
 
 def test_loop_that_ignores_alarm_is_killed_at_the_deadline():
-    code = "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\n" + "def f(x):\n    while True:\n        pass\n"
+    code = (
+        "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\n" + "def f(x):\n    while True:\n        pass\n"
+    )
     started = time.monotonic()
     result = score(code)
     assert_contained(result, ("timeout",))
@@ -112,7 +114,9 @@ def test_disk_filling_is_capped_and_leaves_nothing_behind():
 def test_output_flood_through_print_and_raw_fd():
     printed = score("def f(x):\n    while True:\n        print('x' * 10000)\n")
     assert_contained(printed, ("timeout",))
-    raw = score("import os\ndef f(x):\n    while True:\n        os.write(1, b'x' * 65536)\n        os.write(2, b'y' * 65536)\n")
+    raw = score(
+        "import os\ndef f(x):\n    while True:\n        os.write(1, b'x' * 65536)\n        os.write(2, b'y' * 65536)\n"
+    )
     assert_contained(raw)
 
 
@@ -136,7 +140,7 @@ def test_writing_fake_verdicts_to_every_descriptor_is_not_a_pass():
         "import os\n"
         "for fd in range(64):\n"
         "    try:\n"
-        "        os.write(fd, b'{\"g\": 0, \"i\": 0, \"v\": 2}\\n{\"done\": 0}\\n{\"exit\": true}\\n')\n"
+        '        os.write(fd, b\'{"g": 0, "i": 0, "v": 2}\\n{"done": 0}\\n{"exit": true}\\n\')\n'
         "    except OSError:\n"
         "        pass\n"
         "os._exit(0)\n" + CORRECT
@@ -163,12 +167,7 @@ def test_killing_the_parent_and_everything_else():
 
 
 def test_child_process_that_never_exits_and_holds_the_pipes():
-    code = (
-        "import posix, time\n"
-        "if posix.fork() == 0:\n"
-        "    posix.setsid()\n"
-        "    time.sleep(1000)\n" + CORRECT
-    )
+    code = "import posix, time\nif posix.fork() == 0:\n    posix.setsid()\n    time.sleep(1000)\n" + CORRECT
     started = time.monotonic()
     result = score(code)
     assert time.monotonic() - started < 20

@@ -62,6 +62,46 @@ def _cmd_data_split(args: argparse.Namespace) -> None:
     )
 
 
+def _cmd_data_references(args: argparse.Namespace) -> None:
+    from promis_repro.data.registry import load_benchmark
+    from promis_repro.io import atomic_write_jsonl
+
+    tasks = [t for t in load_benchmark(args.benchmark, args.data_dir) if t.reference_solution is not None]
+    if not tasks:
+        raise UserError(f"benchmark {args.benchmark} ships no reference solutions")
+    atomic_write_jsonl(args.out, ({"task_id": t.task_id, "solution": t.reference_solution} for t in tasks))
+    print(f"{len(tasks)} reference solutions of {args.benchmark} -> {args.out}")
+
+
+def _cmd_generate(args: argparse.Namespace) -> None:
+    from promis_repro.generation.base import DecodingSettings
+    from promis_repro.generation.run import generate_samples
+    from promis_repro.io import atomic_write_json, atomic_write_jsonl
+    from promis_repro.provenance import provenance
+
+    settings = DecodingSettings(
+        temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed
+    )
+    rows, cost = generate_samples(
+        args.model, args.benchmark, settings, data_dir=args.data_dir, limit=args.limit, batch_size=args.batch_size
+    )
+    out = Path(args.out)
+    config = {"command": "generate", "model": args.model, "benchmark": args.benchmark, "limit": args.limit,
+              "settings": cost["settings"]}  # fmt: skip
+    from promis_repro.data.registry import load_benchmark
+
+    tasks = load_benchmark(args.benchmark, args.data_dir)
+    cost["provenance"] = provenance(
+        config=config, data_hashes={args.benchmark: tasks[0].source_hash}, model=cost["model"], seed=args.seed
+    )
+    atomic_write_jsonl(out / "samples.jsonl", rows)
+    atomic_write_json(out / "generation.json", cost)
+    print(
+        f"{args.model} on {args.benchmark}: {len(rows)} samples, {cost['completion_tokens']} new tokens, "
+        f"cache {cost['cache_hits']} hits / {cost['cache_misses']} misses -> {out}"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from promis_repro.data.registry import BENCHMARKS
     from promis_repro.evaluation.evaluator import IMPORT_HEADERS
@@ -80,6 +120,19 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     evaluate.set_defaults(func=_cmd_evaluate)
 
+    generate = sub.add_parser("generate", help="direct generation for a benchmark's tasks -> samples.jsonl")
+    generate.add_argument("--model", required=True, help="a name from the model registry")
+    generate.add_argument("--benchmark", required=True, choices=BENCHMARKS)
+    generate.add_argument("--out", required=True, help="output directory")
+    generate.add_argument("--data-dir", default=None)
+    generate.add_argument("--limit", type=int, default=None, help="first N tasks only")
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    generate.add_argument("--top-p", type=float, default=1.0)
+    generate.add_argument("--max-new-tokens", type=int, default=512)
+    generate.add_argument("--batch-size", type=int, default=32)
+    generate.set_defaults(func=_cmd_generate)
+
     data = sub.add_parser("data", help="data preparation")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     split = data_sub.add_parser("split", help="build the decontaminated training and selection pools")
@@ -90,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     split.add_argument("--embedder", default="all-minilm-l6-v2", help="sentence embedder name or path")
     split.set_defaults(func=_cmd_data_split)
+    references = data_sub.add_parser("references", help="write a benchmark's reference solutions as a samples file")
+    references.add_argument("--benchmark", required=True, choices=BENCHMARKS)
+    references.add_argument("--data-dir", default=None)
+    references.add_argument("--out", required=True, help="samples JSONL to write")
+    references.set_defaults(func=_cmd_data_references)
     return parser
 
 

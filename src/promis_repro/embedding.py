@@ -40,7 +40,7 @@ def load_embedder(name: str = "all-minilm-l6-v2") -> Any:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         return SentenceTransformer(source, device="cpu")
-    except Exception as exc:  # noqa: BLE001 - hub and file errors come in many types
+    except Exception as exc:
         raise UserError(f"could not load embedder {name!r} from {source}: {exc}") from exc
 
 

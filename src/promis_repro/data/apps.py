@@ -89,6 +89,27 @@ def parse_call_arguments(text: str, n_params: int, n_required: int) -> list[Any]
     return ["\n".join(lines[: extra + 1])] + [_literal_or_text(x) for x in lines[extra + 1 :]]
 
 
+def typed_by_column(calls: list[list[Any]]) -> list[list[Any]]:
+    """Give a parameter the string type when most tests pass it text that is not a literal.
+
+    MapCoder's format prints ``"12345"`` and ``12345`` alike; when the other
+    tests show the parameter is a string, its numeric-looking values are
+    strings too.
+    """
+    width = max((len(c) for c in calls), default=0)
+    for column in range(width):
+        values = [c[column] for c in calls if len(c) > column]
+        if sum(isinstance(v, str) for v in values) * 2 > len(values):
+            for call in calls:
+                if len(call) > column and not isinstance(call[column], str):
+                    call[column] = _as_text(call[column])
+    return calls
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else repr(value) if not isinstance(value, (int, float)) else str(value)
+
+
 def _first_output(output: Any) -> Any:
     return output[0] if isinstance(output, list) and len(output) == 1 else output
 
@@ -103,7 +124,9 @@ def _mapcoder_tests(row: dict[str, Any], tests: list[dict[str, Any]], where: str
     name, params, required = signature
     return CallTests(
         entry_point=name,
-        groups={"tests": [parse_call_arguments(str(t["input"]), len(params), required) for t in tests]},
+        groups={
+            "tests": typed_by_column([parse_call_arguments(str(t["input"]), len(params), required) for t in tests])
+        },
         expected={"tests": [t["output"] for t in tests]},
         oracle="apps",
     )

@@ -32,7 +32,9 @@ def docstring_asserts(prompt: str, entry_point: str) -> list[str]:
     """Assert statements for the examples shown in ``prompt`` (doctest style first, then arrow lines)."""
     found: list[str] = []
     for example in doctest.DocTestParser().get_examples(prompt):
-        source, want = example.source.strip(), example.want.strip()
+        source = example.source.strip()
+        # the closing quotes of the docstring follow the last example's output
+        want = "\n".join(line for line in example.want.splitlines() if line.strip() not in ('"""', "'''")).strip()
         if entry_point in source and want and "\n" not in source and _literalish(want):
             candidate = _valid_assert(f"assert {source} == {want}")
             if candidate:

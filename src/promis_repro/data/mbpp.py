@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import os
+import warnings
 
 from promis_repro.data.sources import read_jsonl, require, resolve, sha256_of
 from promis_repro.data.task import AssertTests, Task
@@ -35,7 +36,9 @@ def called_function(assert_source: str, defined: set[str]) -> str | None:
 
 def defined_names(code: str) -> set[str]:
     try:
-        tree = ast.parse(code)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # MBPP code has "\s" in plain strings
+            tree = ast.parse(code)
     except SyntaxError:
         return set()
     return {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))}

@@ -109,16 +109,17 @@ def resolve(key: str, data_dir: str | os.PathLike[str] | None) -> Path:
     path = next((p for p in candidates if p.exists()), None)
     if path is None:
         target = candidates[-1]
-        if spec.url is not None:
-            _download(spec.url, target)
-        elif key == "mbpp_sanitized":
-            _fetch_sanitized_mbpp(target)
-        else:
-            where = f" in {data_dir}" if data_dir is not None else ""
-            raise UserError(
-                f"data file {spec.name} ({spec.description}) not found{where}; "
-                f"pass --data-dir pointing at a directory that holds it"
-            )
+        where = f" in {data_dir}" if data_dir is not None else ""
+        missing = f"data file {spec.name} ({spec.description}) not found{where}"
+        try:
+            if spec.url is not None:
+                _download(spec.url, target)
+            elif key == "mbpp_sanitized":
+                _fetch_sanitized_mbpp(target)
+            else:
+                raise UserError("it has no direct download")
+        except UserError as exc:
+            raise UserError(f"{missing}, and {exc}; pass --data-dir pointing at a directory that holds it") from exc
         path = target
     if spec.sha256 is not None and sha256_of(path) != spec.sha256:
         raise UserError(f"data file {path} has sha256 {sha256_of(path)}, expected {spec.sha256} ({spec.description})")

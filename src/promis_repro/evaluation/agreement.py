@@ -29,21 +29,17 @@ MUTATION_BODIES = {
         "    if len(repr(args)) % 2:\n        raise ValueError('mutant')\n    return _promis_original(*args)"
     ),
     "float_nudged": (
-        "    out = _promis_original(*args)\n"
-        "    return out * (1 + 1e-9) + 1e-12 if isinstance(out, float) else out"
+        "    out = _promis_original(*args)\n    return out * (1 + 1e-9) + 1e-12 if isinstance(out, float) else out"
     ),
-    "float_off": (
-        "    out = _promis_original(*args)\n    return out + 1e-3 if isinstance(out, float) else out"
-    ),
-    "tuple_as_list": (
-        "    out = _promis_original(*args)\n    return list(out) if isinstance(out, tuple) else out"
-    ),
+    "float_off": ("    out = _promis_original(*args)\n    return out + 1e-3 if isinstance(out, float) else out"),
+    "tuple_as_list": ("    out = _promis_original(*args)\n    return list(out) if isinstance(out, tuple) else out"),
     "off_by_one": (
         "    out = _promis_original(*args)\n"
         "    return out + 1 if isinstance(out, int) and not isinstance(out, bool) else out"
     ),
     "truthy_flip": (
-        "    out = _promis_original(*args)\n    return (not out) if isinstance(out, bool) and len(repr(args)) % 3 == 0 else out"
+        "    out = _promis_original(*args)\n"
+        "    return (not out) if isinstance(out, bool) and len(repr(args)) % 3 == 0 else out"
     ),
 }
 

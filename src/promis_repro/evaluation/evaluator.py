@@ -100,6 +100,7 @@ def result_row(sample: Sample, result: ProgramResult) -> dict[str, Any]:
         "plus": plus_details,
         "base_status": base.status if base else None,
         "plus_status": plus.status if plus else None,
+        "outcomes": {o: sum(g.outcomes.count(o) for g in result.groups) for o in ("pass", "fail", "error", "timeout")},
         "error": result.error,
         "failures": [f.as_dict() for f in result.failures],
     }

@@ -43,6 +43,21 @@ class GroupResult:
     status: str  # EvalPlus vocabulary: pass | fail | timeout
     details: list[int]  # one 0/1 per input in dataset order; untested inputs are 0
     progress: int  # inputs that produced a verdict (EvalPlus returns details[:progress])
+    # per test: pass | fail (wrong answer) | error (raised) | timeout (its limit,
+    # or never reached because the program was killed or died)
+    outcomes: list[str] = field(default_factory=list)
+
+
+def _outcome(record: dict[str, Any], ok: bool) -> str:
+    if ok:
+        return "pass"
+    if record.get("timeout"):
+        return "timeout"
+    return "error" if "err" in record else "fail"
+
+
+def _fill_outcomes(outcomes: list[str | None]) -> list[str]:
+    return [o if o is not None else "timeout" for o in outcomes]
 
 
 @dataclass
@@ -156,16 +171,18 @@ def run_call_tests(
             name = names[index]
             inputs = tests.groups[name]
             details = [0] * len(inputs)
+            outcomes: list[str | None] = [None] * len(inputs)
             state = AtolState(tests.atol)
             records = by_group[index]
             for record in records:
                 position = record["i"]
                 issue = _record_problem(record)
-                ok = False
+                ok = undecodable = False
                 if issue is None:
                     decoded_ok, out = _decoded(record)
                     exp = expected.values[name][position]
                     if not decoded_ok:
+                        undecodable = True
                         issue = "returned a value the harness could not decode"
                     elif tests.oracle == "apps":
                         ok = apps_call_matches(out, exp)
@@ -174,6 +191,7 @@ def run_call_tests(
                     if not ok and issue is None:
                         issue = f"returned {_short(out)}, expected {_short(exp)}"
                 details[position] = int(ok)
+                outcomes[position] = "error" if undecodable else _outcome(record, ok)
                 if not ok and len(failures) < MAX_FAILURES_KEPT:
                     failures.append(
                         Failure(name, position, f"{tests.entry_point}(*{_short(inputs[position])}) {issue}")
@@ -184,7 +202,9 @@ def run_call_tests(
                 status = "pass" if len(records) == len(inputs) and all(details) else "fail"
             else:
                 status = "timeout"  # EvalPlus: a process that died without a verdict
-            results[name] = GroupResult(name, status, details, len(records))
+            if load_error is not None:
+                outcomes = ["error"] * len(inputs)
+            results[name] = GroupResult(name, status, details, len(records), _fill_outcomes(outcomes))
         if load_error is not None:
             break
         unfinished = [i for i in pending if i not in finished]
@@ -241,6 +261,7 @@ def run_assert_tests(
 def score_assert_records(output: RunOutput, program: Any, n_tests: int | None) -> ProgramResult:
     load_error = _load_error(output.records)
     details: list[int] = []
+    outcomes: list[str | None] = []
     failures: list[Failure] = []
     aborted: str | None = None
     finished = False
@@ -261,17 +282,20 @@ def score_assert_records(output: RunOutput, program: Any, n_tests: int | None) -
             if not ok and len(failures) < MAX_FAILURES_KEPT:
                 failures.append(Failure("tests", len(details), f"{probe.source} -> {issue}"))
             details.append(int(ok))
+            outcomes.append(_outcome(record, ok))
         elif "abort" in record:
             aborted = f"test code stopped: {record['abort']}"
         elif "done" in record:
             finished = True
     if n_tests is not None:
         details = (details + [0] * n_tests)[:n_tests]
+        missing = "error" if load_error or aborted else None
+        outcomes = (outcomes + [missing] * n_tests)[:n_tests]
     problem = None if finished or load_error else output.problem()
     status = "pass" if finished and details and all(details) else "fail"
     if not finished and not load_error:
         status = "timeout"
-    group = GroupResult("tests", status, details, len(details))
+    group = GroupResult("tests", status, details, len(details), _fill_outcomes(outcomes))
     if aborted and not failures:
         failures.append(Failure("tests", len(details), aborted))
     return _overall([group], failures, load_error, problem)
@@ -289,6 +313,9 @@ def run_stdio_tests(code: str, tests: StdioTests, *, limits: SandboxLimits | Non
     output = run_job(job, deadline=deadline, limits=limits)
     load_error = _load_error(output.records)
     details = [0] * len(tests.cases)
+    outcomes: list[str | None] = [None] * len(tests.cases)
+    if load_error is not None:
+        outcomes = ["error"] * len(tests.cases)
     failures: list[Failure] = []
     seen = 0
     finished = any("done" in r for r in output.records)
@@ -301,12 +328,14 @@ def run_stdio_tests(code: str, tests: StdioTests, *, limits: SandboxLimits | Non
         issue = _record_problem(record)
         ok = issue is None and apps_stdout_matches(record["stdout"], expected)
         details[index] = int(ok)
+        outcomes[index] = _outcome(record, ok)
         if not ok and len(failures) < MAX_FAILURES_KEPT:
             issue = issue or f"printed {_short(record['stdout'])}, expected {_short(expected)}"
             failures.append(Failure("tests", index, f"input {_short(tests.cases[index][0], 80)}: {issue}"))
     status = "pass" if finished and all(details) else ("fail" if finished or load_error else "timeout")
     problem = None if finished or load_error else output.problem()
-    return _overall([GroupResult("tests", status, details, seen)], failures, load_error, problem)
+    group = GroupResult("tests", status, details, seen, _fill_outcomes(outcomes))
+    return _overall([group], failures, load_error, problem)
 
 
 def run_tests(

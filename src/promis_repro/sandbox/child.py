@@ -23,7 +23,8 @@ The encoding (decoded by ``promis_repro.sandbox.values``): JSON null, bools,
 ints, floats and strings stand for themselves (non-finite floats as JSON
 NaN/Infinity); a JSON list is a Python list; every JSON object is a tag:
 ``{"t": [...]}`` tuple, ``{"s": [...]}`` set, ``{"fs": [...]}`` frozenset,
-``{"d": [[k, v], ...]}`` dict, ``{"b": "<hex>"}`` bytes, ``{"ih": "<hex>"}`` an int of more than BIG_INT_BITS bits, ``{"c": [re, im]}``
+``{"d": [[k, v], ...]}`` dict, ``{"b": "<hex>"}`` bytes,
+``{"ih": "<hex>"}`` an int of more than BIG_INT_BITS bits, ``{"c": [re, im]}``
 complex, ``{"sub": "<type name>", "v": <encoded base value>}`` an instance of
 a subclass of one of those builtins (a namedtuple, a numpy float64, ...), and
 ``{"opaque": "<type name>"}`` anything else (never equal to an expected value),
@@ -535,8 +536,9 @@ def run_stdio(job):
         with open(path, "w") as handle:
             handle.write(stdin_text)
         fd = os.open(path, os.O_RDONLY)
-        os.dup2(fd, 0)
-        os.close(fd)
+        if fd != 0:  # the previous case may have closed fd 0 (``open(0)`` closes it when collected)
+            os.dup2(fd, 0)
+            os.close(fd)
         out = CappedSink(cap=job["stdout_cap"])
         saved = sys.stdin, sys.stdout
         sys.stdin = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, closefd=False)))

