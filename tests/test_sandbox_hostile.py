@@ -273,6 +273,26 @@ def test_shadowing_builtins_the_tests_use():
     assert_contained(result)
 
 
+def test_patching_the_child_runtime_cannot_forge_assert_verdicts():
+    # code aimed at this harness: it replaces the sandbox's emitter so that every
+    # operand it sends equals the other one; the expected side never reaches it
+    code = (
+        "import sys\n"
+        "runtime = sys.modules['__main__']\n"
+        "original = runtime.emit_operands\n"
+        "def forged(record, values):\n"
+        "    original(record, [values[-1]] * len(values))\n"
+        "runtime.emit_operands = forged\n"
+        "def f(x):\n"
+        "    return -1\n"
+        "def g(xs):\n"
+        "    return []\n"
+    )
+    result = run_assert_tests(code, ASSERTS)
+    assert result.groups[0].details == [0, 0]
+    assert_contained(result)
+
+
 def test_printing_pass_does_not_pass():
     code = "def f(x):\n    print('PASS')\n    print('All tests passed')\n    return 0\n"
     assert_contained(score(code))

@@ -19,7 +19,7 @@ from promis_repro.data.task import AssertTests, CallTests, Task, Tests
 from promis_repro.errors import UserError
 from promis_repro.evaluation.execute import ExpectedOutputs, ProgramResult, run_assert_tests, run_tests
 from promis_repro.evaluation.expected import cached_cost, expected_for
-from promis_repro.sandbox.runner import SandboxLimits
+from promis_repro.sandbox.runner import SandboxLimits, close_thread_zygote
 
 log = logging.getLogger(__name__)
 
@@ -158,13 +158,24 @@ def evaluate_samples(
     def score(index: int) -> None:
         sample = samples[index]
         tests, expected = suites[sample.task_id]
-        rows[index] = result_row(sample, run_tests(header + sample.solution, tests, expected, limits=limits))
+        try:
+            result = run_tests(header + sample.solution, tests, expected, limits=limits)
+        except Exception as exc:  # a harness fault on one program must not sink the others
+            log.exception("%s sample %d: evaluation failed", sample.task_id, sample.sample_index)
+            result = ProgramResult("error", [], error=f"harness error: {type(exc).__name__}: {exc}")
+        rows[index] = result_row(sample, result)
         with done:
             remaining[0] -= 1
             bar.update()
             done.notify_all()
 
     def work() -> None:
+        try:
+            drain()
+        finally:
+            close_thread_zygote()
+
+    def drain() -> None:
         while True:
             with done:
                 if remaining[0] <= 0 or errors:

@@ -15,7 +15,7 @@ from promis_repro.data.task import AssertTests, CallTests, StdioTests, Tests
 from promis_repro.evaluation.compare import AtolState, apps_call_matches, apps_stdout_matches, evalplus_matches
 from promis_repro.evaluation.probes import rewrite_asserts
 from promis_repro.sandbox.runner import RunOutput, SandboxLimits, run_job
-from promis_repro.sandbox.values import UndecodableValue, decode
+from promis_repro.sandbox.values import decode
 
 #: EvalPlus's defaults: per-input limit = max(MIN_TIME_LIMIT, FACTOR * reference time).
 MIN_TIME_LIMIT = 1.0
@@ -96,7 +96,10 @@ class ProgramResult:
 
 
 def _short(value: Any, limit: int = 160) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except Exception:  # a huge int past sys.int_max_str_digits, ...
+        text = f"<{type(value).__name__} value>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -111,8 +114,16 @@ def _record_problem(record: dict[str, Any]) -> str | None:
 def _decoded(record: dict[str, Any]) -> tuple[bool, Any]:
     try:
         return True, decode(record.get("v"))
-    except (UndecodableValue, ValueError, TypeError, KeyError):
+    except Exception:  # malformed or hostile data: never the harness's problem
         return False, None
+
+
+def _index(record: dict[str, Any], key: str, size: int) -> int | None:
+    """``record[key]`` when it is a valid index below ``size`` (records come from untrusted code)."""
+    value = record.get(key)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < size:
+        return value
+    return None
 
 
 @dataclass
@@ -144,6 +155,7 @@ def run_call_tests(
     failures: list[Failure] = []
     problem: str | None = None
     load_error: str | None = None
+    budgets = {n: min(GROUP_TIME_CAP, sum(expected.time_limits[n])) + 2 for n in names}
     pending = list(range(len(names)))
     while pending:
         job = {
@@ -152,30 +164,39 @@ def run_call_tests(
             "entry_point": tests.entry_point,
             "guard": guard,
             "groups": [
-                {"inputs": tests.groups[n], "time_limits": expected.time_limits[n]} if i in pending else None
+                {"inputs": tests.groups[n], "time_limits": expected.time_limits[n], "budget": budgets[n]}
+                if i in pending
+                else None
                 for i, n in enumerate(names)
             ],
             "groups_to_run": pending,
         }
-        deadline = sum(min(GROUP_TIME_CAP, sum(expected.time_limits[names[i]])) + 2 for i in pending)
-        output = run_job(job, deadline=deadline, limits=limits)
+        output = run_job(job, deadline=sum(budgets[names[i]] for i in pending) + 1, limits=limits)
         load_error = _load_error(output.records)
-        by_group: dict[int, list[dict[str, Any]]] = {i: [] for i in pending}
-        finished: set[int] = set()
+        by_group: dict[int, dict[int, dict[str, Any]]] = {i: {} for i in pending}
+        started: set[Any] = set()
+        finished: set[Any] = set()
         for record in output.records:
-            if "g" in record and record["g"] in by_group:
-                by_group[record["g"]].append(record)
+            if "exit" in record:
+                break  # nothing after the worker's own last word counts
+            group = record.get("g")
+            if group in by_group:
+                position = _index(record, "i", len(tests.groups[names[group]]))
+                if position is not None:
+                    by_group[group].setdefault(position, record)  # the first word on an input stands
+            elif "group" in record:
+                started.add(record["group"])
             elif "done" in record:
                 finished.add(record["done"])
-        for index in list(pending):
+        for index in pending:
             name = names[index]
             inputs = tests.groups[name]
             details = [0] * len(inputs)
             outcomes: list[str | None] = [None] * len(inputs)
             state = AtolState(tests.atol)
             records = by_group[index]
-            for record in records:
-                position = record["i"]
+            for position in sorted(records):
+                record = records[position]
                 issue = _record_problem(record)
                 ok = undecodable = False
                 if issue is None:
@@ -198,21 +219,22 @@ def run_call_tests(
                     )
             if load_error is not None:
                 status = "fail"
+                outcomes = ["error"] * len(inputs)
             elif index in finished:
                 status = "pass" if len(records) == len(inputs) and all(details) else "fail"
             else:
-                status = "timeout"  # EvalPlus: a process that died without a verdict
-            if load_error is not None:
-                outcomes = ["error"] * len(inputs)
+                status = "timeout"  # EvalPlus: a group process that ended without a verdict
             results[name] = GroupResult(name, status, details, len(records), _fill_outcomes(outcomes))
         if load_error is not None:
             break
-        unfinished = [i for i in pending if i not in finished]
-        if unfinished:
+        if any(i not in finished for i in pending):
             problem = problem or output.problem()
         # EvalPlus runs each group in its own process: a group killed midway
-        # does not take the following ones with it
-        pending = unfinished[1:] if unfinished else []
+        # does not take the groups after it down; those never started run again
+        remaining = [i for i in pending if i not in finished and i not in started]
+        # a process that died before starting any group (os._exit at import)
+        # still costs its first group, as each EvalPlus group process would die
+        pending = remaining[1:] if remaining == pending else remaining
     groups = [results[n] for n in names if n in results]
     return _overall(groups, failures, load_error, problem)
 
@@ -266,8 +288,13 @@ def score_assert_records(output: RunOutput, program: Any, n_tests: int | None) -
     aborted: str | None = None
     finished = False
     for record in output.records:
+        if "exit" in record:
+            break
         if "a" in record:
-            probe = program.probes[record["a"]]
+            number = _index(record, "a", len(program.probes))
+            if number is None:
+                continue
+            probe = program.probes[number]
             issue = _record_problem(record)
             ok = False
             if issue is None:
@@ -277,7 +304,10 @@ def score_assert_records(output: RunOutput, program: Any, n_tests: int | None) -
                 except BaseException:
                     ok = False
                 if not ok:
-                    shown = ", ".join(_short(v, 80) for v in values) if decoded_ok else "?"
+                    if decoded_ok and isinstance(values, list):
+                        shown = ", ".join(_short(probe.trusted.get(i, v), 80) for i, v in enumerate(values))
+                    else:
+                        shown = "?"
                     issue = f"failed (values: {shown})"
             if not ok and len(failures) < MAX_FAILURES_KEPT:
                 failures.append(Failure("tests", len(details), f"{probe.source} -> {issue}"))
@@ -320,10 +350,12 @@ def run_stdio_tests(code: str, tests: StdioTests, *, limits: SandboxLimits | Non
     seen = 0
     finished = any("done" in r for r in output.records)
     for record in output.records:
-        if "i" not in record or "stdout" not in record:
+        if "exit" in record:
+            break
+        index = _index(record, "i", len(tests.cases))
+        if index is None or not isinstance(record.get("stdout"), str) or outcomes[index] is not None:
             continue
         seen += 1
-        index = record["i"]
         expected = tests.cases[index][1]
         issue = _record_problem(record)
         ok = issue is None and apps_stdout_matches(record["stdout"], expected)

@@ -59,8 +59,14 @@ def _compute(task: Task, tests: CallTests) -> dict[str, Any]:
         "groups_to_run": list(range(len(names))),
     }
     total = sum(len(v) for v in tests.groups.values())
-    output = run_job(job, deadline=max(120.0, REFERENCE_INPUT_LIMIT * 4 + total * 0.05))
-    entry: dict[str, Any] = {"task_id": task.task_id, "groups": {}}
+    deadline = max(120.0, REFERENCE_INPUT_LIMIT * 4 + total * 0.05)
+    output = run_job(job, deadline=deadline)
+    if output.problem() is not None:
+        # a loaded machine may have slowed the reference past its deadline:
+        # once more with four times the time before giving up on caching
+        log.warning("%s %s: reference run incomplete (%s); retrying", task.benchmark, task.task_id, output.problem())
+        output = run_job(job, deadline=deadline * 4)
+    entry: dict[str, Any] = {"task_id": task.task_id, "groups": {}, "complete": output.problem() is None}
     by_key = {(r["g"], r["i"]): r for r in output.records if "g" in r and "i" in r}
     for gi, name in enumerate(names):
         values, times, errors = [], [], {}
@@ -121,7 +127,10 @@ def reference_outputs(task: Task) -> tuple[dict[str, Any], bool]:
     if entry is not None:
         return entry, True
     entry = _compute(task, tests)
-    atomic_write_text(path, json.dumps(entry, separators=(",", ":"), allow_nan=True))
+    if entry["complete"]:
+        atomic_write_text(path, json.dumps(entry, separators=(",", ":"), allow_nan=True))
+    else:
+        log.warning("%s %s: reference outputs incomplete; not cached", task.benchmark, task.task_id)
     return entry, False
 
 

@@ -11,6 +11,7 @@ assert does not hide the ones after it (each counts for SoftPass@1).
 from __future__ import annotations
 
 import ast
+import builtins
 import math
 import operator
 from dataclasses import dataclass, field
@@ -43,9 +44,15 @@ class Probe:
     op: type[ast.cmpop] | None = None
     isclose_kwargs: dict[str, Any] = field(default_factory=dict)
     source: str = ""
+    # operands the harness computed itself (the expected side of ``f(x) == [1, 2]``):
+    # their sandbox copies are ignored, so the program cannot supply them
+    trusted: dict[int, Any] = field(default_factory=dict)
 
     def verdict(self, values: list[Any]) -> bool:
         """Apply the assert's test to decoded operand values (raises on nonsense, counted as a failure)."""
+        if not isinstance(values, list):
+            return False
+        values = [self.trusted.get(i, v) for i, v in enumerate(values)]
         if any(isinstance(v, Opaque) for v in values):
             return False
         if self.kind == "compare":
@@ -55,6 +62,39 @@ class Probe:
         if self.kind == "not":
             return not values[0]
         return bool(values[0])
+
+
+#: pure functions an expected value may be built with (``set((4, 5))``, ``sorted([...])``)
+_PURE = {
+    name: getattr(builtins, name)
+    for name in ("set", "frozenset", "tuple", "list", "dict", "sorted", "str", "int", "float", "bool", "complex",
+                 "abs", "round", "len", "min", "max", "sum", "range", "reversed")
+}  # fmt: skip
+_PURE_NODES = (
+    ast.Expression, ast.Constant, ast.Tuple, ast.List, ast.Set, ast.Dict, ast.UnaryOp, ast.BinOp, ast.Call,
+    ast.Name, ast.Load, ast.keyword, ast.operator, ast.unaryop, ast.Attribute,
+)  # fmt: skip
+
+
+def trusted_value(node: ast.expr, rebound: frozenset[str] = frozenset()) -> tuple[bool, Any]:
+    """Evaluate an operand in the harness when it only uses literals, pure builtins and ``math``.
+
+    ``rebound``: names the test program assigns itself (HumanEval/38 calls a
+    local variable ``str``); an operand using one of them is left to the sandbox.
+    """
+    tree = ast.Expression(body=node)
+    for sub in ast.walk(tree):
+        if not isinstance(sub, _PURE_NODES):
+            return False, None
+        if isinstance(sub, ast.Name) and ((sub.id not in _PURE and sub.id != "math") or sub.id in rebound):
+            return False, None
+        if isinstance(sub, ast.Attribute) and not (isinstance(sub.value, ast.Name) and sub.value.id == "math"):
+            return False, None
+    try:
+        code = compile(ast.fix_missing_locations(tree), "<expected>", "eval")
+        return True, eval(code, {"__builtins__": {}, "math": math, **_PURE})
+    except Exception:
+        return False, None
 
 
 def _is_isclose(call: ast.expr) -> bool:
@@ -78,9 +118,25 @@ def _truth(node: ast.expr) -> ast.expr:
     return ast.Call(func=ast.Name(id="__promis_bool__", ctx=ast.Load()), args=[node], keywords=[])
 
 
+def bound_names(tree: ast.AST) -> frozenset[str]:
+    """Every name the program binds: assignments, loop targets, parameters, imports, definitions."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            names.add(node.id)
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.alias):
+            names.add((node.asname or node.name).split(".")[0])
+    return frozenset(names)
+
+
 class _Rewriter(ast.NodeTransformer):
-    def __init__(self) -> None:
+    def __init__(self, rebound: frozenset[str]) -> None:
         self.probes: list[Probe] = []
+        self.rebound = rebound
 
     def visit_Assert(self, node: ast.Assert) -> ast.stmt:
         test = node.test
@@ -93,11 +149,19 @@ class _Rewriter(ast.NodeTransformer):
             probe, operands = Probe("not"), [_truth(test.operand)]
         else:
             probe, operands = Probe("truth"), [_truth(test)]
-        probe = Probe(probe.kind, probe.op, probe.isclose_kwargs, ast.unparse(node))
+        trusted = {}
+        for position, operand in enumerate(operands):
+            known, value = trusted_value(operand, self.rebound)
+            if known:
+                trusted[position] = value
+        probe = Probe(probe.kind, probe.op, probe.isclose_kwargs, ast.unparse(node), trusted)
         self.probes.append(probe)
+        # the sandbox never sees an operand the harness computed: it gets None
+        # in its place, so a program cannot learn the expected value and echo it
+        sent = [ast.Constant(None) if i in trusted else operand for i, operand in enumerate(operands)]
         thunk = ast.Lambda(
             args=ast.arguments(posonlyargs=[], args=[], kwonlyargs=[], kw_defaults=[], defaults=[]),
-            body=ast.List(elts=operands, ctx=ast.Load()),
+            body=ast.List(elts=sent, ctx=ast.Load()),
         )
         call = ast.Call(
             func=ast.Name(id="__promis_check__", ctx=ast.Load()),
@@ -116,6 +180,6 @@ class ProbeProgram:
 def rewrite_asserts(source: str) -> ProbeProgram:
     """The test program with every ``assert`` turned into a probe (raises SyntaxError on bad test code)."""
     tree = ast.parse(source)
-    rewriter = _Rewriter()
+    rewriter = _Rewriter(bound_names(tree) - {"math"})
     tree = ast.fix_missing_locations(rewriter.visit(tree))
     return ProbeProgram(ast.unparse(tree), rewriter.probes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,9 @@ class ModelSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def identity(self) -> dict[str, str]:
-        """What identifies the weights (cache keys and provenance)."""
-        identity = {"name": self.name, "hub_id": self.hub_id, "revision": self.revision, "source": self.source}
+        """What identifies the weights (cache keys and provenance): a branch name is resolved to its commit."""
+        revision = resolve_revision(self.hub_id, self.revision) if self.source == "hub" else self.revision
+        identity = {"name": self.name, "hub_id": self.hub_id, "revision": revision, "source": self.source}
         if self.source == "gguf-package":
             identity["gguf_file"] = self.extra["gguf_file"]
             identity["package_version"] = _package_version(self.extra["gguf_package"])
@@ -50,6 +52,23 @@ class ModelSpec:
         if not path.exists():
             raise UserError(f"model {self.name}: {path} is missing from the installed package")
         return path
+
+
+@functools.cache
+def resolve_revision(hub_id: str, revision: str) -> str:
+    """The commit a hub branch or tag points at now (a 40-hex revision is returned as is).
+
+    Offline, or for a local directory, the name is kept; provenance then says
+    ``main`` rather than a commit, which the registry comment warns about.
+    """
+    if re.fullmatch(r"[0-9a-f]{40}", revision) or Path(hub_id).is_dir() or os.environ.get("HF_HUB_OFFLINE") == "1":
+        return revision
+    try:
+        from huggingface_hub import HfApi
+
+        return str(HfApi().model_info(hub_id, revision=revision, timeout=10).sha)
+    except Exception:
+        return revision
 
 
 def _package_version(name: str) -> str | None:

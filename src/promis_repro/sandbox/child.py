@@ -131,6 +131,19 @@ def _as_base(value, base):
     return base(base.__iter__(value))
 
 
+def emit_operands(record, values):
+    """An assert probe's operands, each encoded (or digested) on its own."""
+    try:
+        record["v"] = [digest_if_large(v) or encode(v) for v in values]
+    except (EncodeLimit, RecursionError, MemoryError) as exc:
+        record.pop("v", None)
+        record["err"] = f"{type(exc).__name__}: {exc}"
+    try:
+        emit(record)
+    except ValueError as exc:
+        emit({k: v for k, v in record.items() if k != "v"} | {"err": f"unencodable operand: {exc}"})
+
+
 def digest_if_large(value):
     """``{"digest": sha256}`` of a large all-builtin value's marshal (version 2) form, else None.
 
@@ -143,9 +156,27 @@ def digest_if_large(value):
         raw = marshal.dumps(value, 2)
     except (ValueError, MemoryError):
         return None
-    if len(raw) <= DIGEST_THRESHOLD_BYTES:
+    if len(raw) <= DIGEST_THRESHOLD_BYTES or not _digest_safe(value):
         return None
     return {"digest": hashlib.sha256(raw).hexdigest()}
+
+
+def _digest_safe(value, budget=10_000):
+    """True when byte equality of the marshal form means ``==`` (checked on the first ``budget`` items).
+
+    Floats (tolerance, -0.0), dicts and sets (order), and bools (``True == 1``)
+    compare differently from their bytes; values holding them are sent whole.
+    """
+    stack = [value]
+    while stack and budget > 0:
+        item = stack.pop()
+        budget -= 1
+        cls = type(item)
+        if cls in (list, tuple):
+            stack.extend(item[:budget])
+        elif cls not in (str, bytes, int, type(None)):
+            return False
+    return True
 
 
 # --------------------------------------------------------------------------
@@ -287,8 +318,10 @@ def isolate(spec, workdir):
 # --------------------------------------------------------------------------
 
 
-class Timeout(BaseException):
-    """Raised by SIGALRM; a BaseException so that ``except Exception`` in the program cannot swallow it."""
+class Timeout(Exception):
+    """Raised by SIGALRM. An ``Exception``, like EvalPlus's TimeoutException, so that programs which
+    swallow exceptions behave as they do under EvalPlus; the group budget and the supervisor's
+    deadline bound what such a program can do with the time."""
 
 
 def _on_alarm(signum, frame):
@@ -338,6 +371,9 @@ class swallow_io:  # noqa: N801 - mirrors EvalPlus's context manager of the same
 
 
 def time_limit(seconds):
+    # reinstalled every time, as EvalPlus does: a program that replaced the
+    # handler at import gets it back for each test
+    signal.signal(signal.SIGALRM, _on_alarm)
     signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001))
 
 
@@ -404,13 +440,21 @@ def run_call(job):
     for group_index in job["groups_to_run"]:
         group = job["groups"][group_index]
         emit({"group": group_index})
+        # EvalPlus gives each group its own process with a wall-clock budget;
+        # past it the group stops here as if killed (the parent calls it a timeout)
+        deadline = time.monotonic() + group.get("budget", float("inf"))
+        out_of_time = False
         for index, (args, limit) in enumerate(zip(group["inputs"], group["time_limits"])):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                out_of_time = True
+                break
             record = {"g": group_index, "i": index}
             if record_time:
                 args = copy.deepcopy(args)
             try:
                 with swallow_io():
-                    time_limit(limit)
+                    time_limit(min(limit, remaining))
                     try:
                         started = time.time()
                         out = fn(*args)
@@ -428,6 +472,9 @@ def run_call(job):
             if record_time:
                 record["t"] = elapsed
             emit_value(record, out)
+        if out_of_time:
+            emit({"group_timeout": group_index})
+            continue
         emit({"done": group_index})
 
 
@@ -502,7 +549,7 @@ def run_assert(job):
             record["err"] = describe(exc)
             emit(record)
             return
-        emit_value(record, values)
+        emit_operands(record, values)
 
     tests["__promis_check__"] = runtime
     tests["__promis_bool__"] = pristine["bool"]
@@ -634,6 +681,8 @@ def supervise(run_dir, deadline):
     pid = os.fork()
     if pid == 0:
         worker(run_dir, job)
+    with open(os.path.join(run_dir, "worker.pid"), "w") as handle:
+        handle.write(str(pid))  # the worker leads its own session: the parent's last resort kills it by this
     uid = job["isolation"].get("uid")
     started = time.monotonic()
     pidfd = os.pidfd_open(pid)

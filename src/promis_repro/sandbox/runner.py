@@ -197,8 +197,8 @@ def _read_records(fd: int, cap: int) -> list[dict[str, Any]]:
             continue
         try:
             record = json.loads(line)
-        except ValueError:
-            break  # a line cut short by a kill: everything after it is unknown
+        except (ValueError, RecursionError):
+            break  # a line cut short by a kill (or nonsense): everything after it is unknown
         if isinstance(record, dict):
             records.append(record)
     return records
@@ -246,15 +246,45 @@ class _Zygote:
 
 _local = threading.local()
 _zygotes: list[_Zygote] = []
+_zygotes_lock = threading.Lock()
 
 
 def _zygote() -> _Zygote:
     zygote = getattr(_local, "zygote", None)
     if zygote is None or not zygote.alive():
+        if zygote is not None:
+            _forget(zygote)
         zygote = _Zygote()
         _local.zygote = zygote
-        _zygotes.append(zygote)
+        with _zygotes_lock:
+            _zygotes.append(zygote)
     return zygote
+
+
+def _forget(zygote: _Zygote) -> None:
+    with _zygotes_lock:
+        if zygote in _zygotes:
+            _zygotes.remove(zygote)
+    for pipe in (zygote.proc.stdin, zygote.proc.stdout):
+        with contextlib.suppress(OSError):
+            if pipe is not None:
+                pipe.close()
+
+
+def close_thread_zygote() -> None:
+    """Stop this thread's zygote (worker threads call this when they end, so none is left idle)."""
+    zygote = getattr(_local, "zygote", None)
+    if zygote is None:
+        return
+    _local.zygote = None
+    if zygote.alive() and zygote.proc.stdin is not None:
+        with contextlib.suppress(OSError):
+            zygote.proc.stdin.close()  # the zygote exits at end of input
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            zygote.proc.wait(timeout=5)
+    if zygote.alive():
+        zygote.close()
+    _forget(zygote)
 
 
 @atexit.register
@@ -316,8 +346,11 @@ def run_job(job: dict[str, Any], deadline: float, limits: SandboxLimits | None =
             with contextlib.suppress(OSError, ValueError):
                 status = json.loads((run_dir / "status.json").read_text())
         else:
+            # the zygote died or hung: what it started must not outlive the run
             if uid is not None:
                 _kill_uid(uid)
+            with contextlib.suppress(OSError, ValueError, ProcessLookupError, PermissionError):
+                os.killpg(int((run_dir / "worker.pid").read_text()), signal.SIGKILL)
             status = {"returncode": None, "timed_out": False}
         result_fd = os.open(run_dir / "result.jsonl", os.O_RDONLY)
         try:
