@@ -19,19 +19,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from promis_repro.data.sources import sha256_of
 from promis_repro.errors import UserError
 from promis_repro.generation.registry import ModelSpec
 from promis_repro.io import cache_root
 
 log = logging.getLogger(__name__)
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def converted_dir(spec: ModelSpec) -> Path:
@@ -61,7 +54,7 @@ def convert_gguf(spec: ModelSpec) -> Path:
             del model.config.quantization_config
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
-        (staging / "CONVERTED").write_text(f"{gguf.name} sha256={_file_sha256(gguf)}\n")
+        (staging / "CONVERTED").write_text(f"{gguf.name} sha256={sha256_of(gguf)}\n")
         try:
             os.replace(staging, target)
         except OSError:

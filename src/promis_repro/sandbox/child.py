@@ -131,26 +131,13 @@ def _as_base(value, base):
     return base(base.__iter__(value))
 
 
-def emit_operands(record, values):
-    """An assert probe's operands, each encoded (or digested) on its own."""
-    try:
-        record["v"] = [digest_if_large(v) or encode(v) for v in values]
-    except (EncodeLimit, RecursionError, MemoryError) as exc:
-        record.pop("v", None)
-        record["err"] = f"{type(exc).__name__}: {exc}"
-    try:
-        emit(record)
-    except ValueError as exc:
-        emit({k: v for k, v in record.items() if k != "v"} | {"err": f"unencodable operand: {exc}"})
-
-
 def digest_if_large(value):
     """``{"digest": sha256}`` of a large all-builtin value's marshal (version 2) form, else None.
 
     marshal refuses every non-builtin type (subclasses included) and writes
     equal structures identically (version 2 has no back-references), in C:
-    the cheap way to compare outputs of millions of elements. Equality by
-    digest is exact: element order of sets and dicts counts.
+    the cheap way to compare outputs of millions of elements. Only values
+    whose byte equality means ``==`` are digested (see _digest_safe).
     """
     try:
         raw = marshal.dumps(value, 2)
@@ -192,11 +179,13 @@ def emit(record):
         view = view[written:]
 
 
-def emit_value(record, value):
+def emit_value(record, value, operands=False):
+    """Send one observed value (or, for an assert probe, each operand on its own) to the parent."""
     try:
-        record["v"] = digest_if_large(value)
-        if record["v"] is None:
-            record["v"] = encode(value)
+        if operands:
+            record["v"] = [digest_if_large(v) or encode(v) for v in value]
+        else:
+            record["v"] = digest_if_large(value) or encode(value)
     except (EncodeLimit, RecursionError, MemoryError) as exc:
         record.pop("v", None)
         record["err"] = f"{type(exc).__name__}: {exc}"
@@ -549,7 +538,7 @@ def run_assert(job):
             record["err"] = describe(exc)
             emit(record)
             return
-        emit_operands(record, values)
+        emit_value(record, values, operands=True)
 
     tests["__promis_check__"] = runtime
     tests["__promis_bool__"] = pristine["bool"]
@@ -650,20 +639,29 @@ def worker(run_dir, job):
     os._exit(0)
 
 
+def kill_uid(uid):
+    """SIGKILL every process of ``uid``: ``kill(-1)`` from a forked helper running as that uid.
+
+    Reaches processes that left the run's session or process group; the
+    kernel holds the task list while it signals, so a fork bomb cannot outrun it.
+    """
+    helper = os.fork()
+    if helper == 0:
+        try:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            os.kill(-1, signal.SIGKILL)
+        except BaseException:
+            pass
+        os._exit(0)
+    os.waitpid(helper, 0)
+
+
 def _kill_leftovers(uid, pid):
-    """SIGKILL everything the run started: every process of its uid, or its session's process group."""
+    """SIGKILL everything the run started: every process of its uid, and its session's process group."""
     if uid is not None:
-        helper = os.fork()
-        if helper == 0:
-            try:
-                os.setgroups([])
-                os.setresgid(uid, uid, uid)
-                os.setresuid(uid, uid, uid)
-                os.kill(-1, signal.SIGKILL)
-            except BaseException:
-                pass
-            os._exit(0)
-        os.waitpid(helper, 0)
+        kill_uid(uid)
     try:
         os.killpg(pid, signal.SIGKILL)
     except OSError:

@@ -30,6 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from promis_repro.sandbox.child import kill_uid
+
 log = logging.getLogger(__name__)
 
 CHILD_SCRIPT = Path(__file__).with_name("child.py")
@@ -115,21 +117,6 @@ def _lease_uid() -> Iterator[int]:
             handle.close()
         return
     raise RuntimeError(f"all sandbox uids {SANDBOX_UID_RANGE.start}-{SANDBOX_UID_RANGE.stop - 1} are in use")
-
-
-def _kill_uid(uid: int) -> None:
-    """SIGKILL every process of ``uid`` (kill(-1) from a forked helper running as that uid)."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the forked helper
-        try:
-            os.setgroups([])
-            os.setresgid(uid, uid, uid)
-            os.setresuid(uid, uid, uid)
-            os.kill(-1, signal.SIGKILL)
-        except BaseException:
-            pass
-        os._exit(0)
-    os.waitpid(pid, 0)
 
 
 def _processes_of_current_user() -> int:
@@ -348,7 +335,7 @@ def run_job(job: dict[str, Any], deadline: float, limits: SandboxLimits | None =
         else:
             # the zygote died or hung: what it started must not outlive the run
             if uid is not None:
-                _kill_uid(uid)
+                kill_uid(uid)
             with contextlib.suppress(OSError, ValueError, ProcessLookupError, PermissionError):
                 os.killpg(int((run_dir / "worker.pid").read_text()), signal.SIGKILL)
             status = {"returncode": None, "timed_out": False}
