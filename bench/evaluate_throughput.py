@@ -44,9 +44,13 @@ def main() -> None:
     parser.add_argument("--mutants", default="returns_none,off_by_one", help="comma-separated mutant names")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--limit", type=int, default=None, help="first N tasks only (quick check)")
+    parser.add_argument("--tasks", default=None, help="comma-separated task ids only (e.g. Mbpp/255,Mbpp/392)")
     args = parser.parse_args()
 
     tasks = load_benchmark("mbppplus", args.data_dir)[: args.limit]
+    if args.tasks:
+        wanted_ids = set(args.tasks.split(","))
+        tasks = [t for t in tasks if t.task_id in wanted_ids]
     wanted = ["canonical", *[m for m in args.mutants.split(",") if m]]
     work = Path(tempfile.mkdtemp(prefix="bench-eval-"))
     samples = work / "samples.jsonl"
@@ -61,7 +65,7 @@ def main() -> None:
 
     env = dict(os.environ)
     env["MBPP_OVERRIDE_PATH"] = str(resolve("mbppplus", args.data_dir))
-    if args.limit is not None:
+    if args.limit is not None or args.tasks:
         # EvalPlus insists on every task of its dataset having samples
         subset = work / "MbppPlus-subset.jsonl"
         import gzip
