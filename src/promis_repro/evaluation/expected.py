@@ -23,7 +23,7 @@ from promis_repro.data.task import CallTests, Task
 from promis_repro.evaluation.execute import MIN_TIME_LIMIT, TIME_LIMIT_FACTOR, ExpectedOutputs
 from promis_repro.io import atomic_write_text, cache_root
 from promis_repro.sandbox.runner import run_job
-from promis_repro.sandbox.values import Opaque, decode
+from promis_repro.sandbox.values import decode
 
 log = logging.getLogger(__name__)
 
@@ -155,11 +155,3 @@ def expected_for(task: Task, tests: CallTests | None = None) -> ExpectedOutputs:
         values[name] = decoded
         limits[name] = [max(MIN_TIME_LIMIT, TIME_LIMIT_FACTOR * t) for t in group["times"]]
     return ExpectedOutputs(values=values, time_limits=limits)
-
-
-def reference_had_errors(task: Task) -> bool:
-    entry, _ = reference_outputs(task)
-    return any(g["errors"] for g in entry["groups"].values())
-
-
-__all__ = ["ExpectedOutputs", "Opaque", "expected_for", "reference_had_errors", "reference_outputs"]
