@@ -18,7 +18,7 @@ from promis_repro.data.sources import read_jsonl
 from promis_repro.data.task import AssertTests, CallTests, Task, Tests
 from promis_repro.errors import UserError
 from promis_repro.evaluation.execute import ExpectedOutputs, ProgramResult, run_assert_tests, run_tests
-from promis_repro.evaluation.expected import cached_cost, expected_for
+from promis_repro.evaluation.expected import expected_for
 from promis_repro.sandbox.runner import SandboxLimits, close_thread_zygote
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ def evaluate_samples(
     rows: list[dict[str, Any]] = [{}] * len(samples)
     jobs: queue.PriorityQueue[tuple[float, int, str, Any]] = queue.PriorityQueue()
     counter = itertools.count()
-    for task_id in sorted(used, key=lambda t: -cached_cost(tasks[t])):
+    for task_id in used:
         jobs.put((0.0, next(counter), "prepare", task_id))
     remaining = [len(samples)]
     done = threading.Condition()

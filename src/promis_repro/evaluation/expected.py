@@ -106,18 +106,6 @@ def _load(path: Path, task: Task) -> dict[str, Any] | None:
     return entry
 
 
-def cached_cost(task: Task) -> float:
-    """Seconds the reference took on all hidden inputs, if cached (for scheduling slow tasks first)."""
-    tests = task.hidden_tests
-    if not isinstance(tests, CallTests) or tests.expected is not None:
-        return 0.0
-    path = _cache_path(task)
-    entry = _load(path, task) if path.exists() else None
-    if entry is None:
-        return 0.0
-    return float(sum(sum(group["times"]) for group in entry["groups"].values()))
-
-
 def reference_outputs(task: Task) -> tuple[dict[str, Any], bool]:
     """The cached (or freshly computed) encoded reference outputs and whether they came from the cache."""
     tests = task.hidden_tests
