@@ -279,16 +279,17 @@ def test_patching_the_child_runtime_cannot_forge_assert_verdicts():
     code = (
         "import sys\n"
         "runtime = sys.modules['__main__']\n"
-        "original = runtime.emit_operands\n"
-        "def forged(record, values):\n"
-        "    original(record, [values[-1]] * len(values))\n"
-        "runtime.emit_operands = forged\n"
+        "original = runtime.emit_value\n"
+        "def forged(record, values, operands=False):\n"
+        "    original(record, [values[-1]] * len(values) if operands else values, operands)\n"
+        "runtime.emit_value = forged\n"
         "def f(x):\n"
         "    return -1\n"
         "def g(xs):\n"
         "    return []\n"
     )
     result = run_assert_tests(code, ASSERTS)
+    assert result.status == "fail" and result.error is not None and "AttributeError" not in result.error
     assert result.groups[0].details == [0, 0]
     assert_contained(result)
 
