@@ -63,6 +63,15 @@ def render_prompt(tokenizer: Any, prompt: ChatPrompt, seq2seq: bool) -> str:
     return prompt.text
 
 
+def count_tokens(tokenizer: Any, text: str, generated: int) -> int:
+    """Tokens a completion cost: the generated count, or fewer when a stop cut the text.
+
+    Re-tokenizing decoded text can give more tokens than were generated (text
+    that does not round-trip), never a fair cost, so the generated count caps it.
+    """
+    return min(generated, len(tokenizer(text, add_special_tokens=False).input_ids))
+
+
 def row_seed(seed: int, prompt_key: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}\x00{prompt_key}".encode()).digest()[:8], "little") & (2**63 - 1)
 
@@ -252,7 +261,7 @@ class TransformersGenerator:
                 Completion(
                     text=text,
                     prompt_tokens=int(encoded["attention_mask"][index].sum()),
-                    completion_tokens=len(self.tokenizer(text, add_special_tokens=False).input_ids),
+                    completion_tokens=count_tokens(self.tokenizer, text, len(generated[index])),
                     seconds=seconds * len(generated[index]) / total,
                     finish_reason=finish[index],
                 )
@@ -296,7 +305,8 @@ class TransformersGenerator:
             finish = "stop" if cut is not None else "length"
             if cut is not None:
                 text = text[:cut]
-            tokens = len(self.tokenizer(text, add_special_tokens=False).input_ids)
+            special = set(self.tokenizer.all_special_ids)
+            tokens = count_tokens(self.tokenizer, text, sum(int(t) not in special for t in row))
             if cut is None and int((row == self.tokenizer.eos_token_id).sum()) > 0:
                 finish = "eos"
             completions.append(
