@@ -102,6 +102,122 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     )
 
 
+def _load_yaml_mapping(path: str | None, what: str) -> dict[str, Any]:
+    if path is None:
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserError(f"{what} file {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{what} file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{what} file {path} must hold a mapping")
+    return data
+
+
+def _strategy_settings(args: argparse.Namespace) -> tuple[Any, Any]:
+    from promis_repro.rewards import RewardConfig
+    from promis_repro.strategies.config import StrategyConfig
+
+    values = _load_yaml_mapping(args.config, "strategy config")
+    reward_values = values.pop("reward", {}) or {}
+    if not isinstance(reward_values, dict):
+        raise UserError(f"{args.config}: reward must be a mapping")
+    if args.budget is not None:
+        values["max_generator_calls"] = args.budget
+    if args.max_new_tokens is not None:
+        values["max_new_tokens"] = args.max_new_tokens
+    config = StrategyConfig.from_mapping(values, where=args.config or "strategy config")
+    try:
+        reward = RewardConfig(**reward_values)
+    except TypeError as exc:
+        raise UserError(f"{args.config}: reward: {exc}") from None
+    return config, reward
+
+
+def _cmd_run(args: argparse.Namespace) -> None:
+    from promis_repro.strategies.feedback import check_mode
+    from promis_repro.strategies.registry import check_strategy
+    from promis_repro.strategies.runner import run_to_directory
+
+    check_strategy(args.strategy)
+    check_mode(args.feedback)
+    config, reward = _strategy_settings(args)
+    options = {"lpo_dir": args.lpo_dir} if args.lpo_dir else {}
+    cost = run_to_directory(
+        strategy=args.strategy,
+        model=args.model,
+        rewriter=args.rewriter,
+        benchmark=args.benchmark,
+        seed=args.seed,
+        feedback=args.feedback,
+        out=args.out,
+        limit=args.limit,
+        data_dir=args.data_dir,
+        config=config,
+        reward=reward,
+        options=options,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
+    leaky = " (oracle feedback: LEAKY)" if cost["leaky"] else ""
+    print(
+        f"{args.strategy} / {args.model} on {args.benchmark}, seed {args.seed}, feedback {args.feedback}{leaky}: "
+        f"{cost['n_tasks']} tasks, {cost['totals']['generator_calls']} generator + "
+        f"{cost['totals']['rewriter_calls']} rewriter calls -> {args.out}"
+    )
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from promis_repro.data.pools import load_pool
+    from promis_repro.io import atomic_write_json
+    from promis_repro.provenance import provenance
+    from promis_repro.strategies.actions import Tools
+    from promis_repro.strategies.lpo import optimize_instruction
+    from promis_repro.strategies.runner import Models
+
+    if args.agent != "lpo":
+        raise UserError(f"unknown agent {args.agent!r}; known: lpo")
+    config, reward = _strategy_settings(args)
+    train = load_pool("train_pool", args.data_dir, args.pools)[: args.limit]
+    selection = load_pool("selection_pool", args.data_dir, args.pools)[: args.selection_limit]
+    models = Models(args.model, args.rewriter, batch_size=args.batch_size)
+    tools = Tools(models.generator.spec, models.rewriter.spec if models.rewriter else None, config, reward, args.seed)
+    out = Path(args.out)
+    state = optimize_instruction(tools, models.call, train, selection, out, settings=config.lpo)
+    run_config = {
+        "command": "train",
+        "agent": "lpo",
+        "model": args.model,
+        "rewriter": args.rewriter,
+        "seed": args.seed,
+        "strategy_config": config.as_dict(),
+        "limit": args.limit,
+        "selection_limit": args.selection_limit,
+    }
+    atomic_write_json(
+        out / "instruction.json",
+        {
+            "instruction": state["best_instruction"] or state["instruction"],
+            "selection_soft_pass": state["best_score"],
+            "n_train": len(train),
+            "n_selection": len(selection),
+            "provenance": provenance(
+                config=run_config,
+                data_hashes={"mbpp": train[0].source_hash},
+                model={"generator": models.generator.model_id},
+                seed=args.seed,
+            ),
+        },
+    )
+    print(f"lpo: best instruction (selection SoftPass {state['best_score']:.3f}) -> {out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from promis_repro.data.registry import BENCHMARKS
     from promis_repro.evaluation.evaluator import IMPORT_HEADERS
@@ -132,6 +248,43 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--max-new-tokens", type=int, default=512)
     generate.add_argument("--batch-size", type=int, default=32)
     generate.set_defaults(func=_cmd_generate)
+
+    from promis_repro.strategies.feedback import FEEDBACK_MODES
+    from promis_repro.strategies.registry import STRATEGIES
+
+    run = sub.add_parser("run", help="run a prompt strategy on a benchmark -> samples, trajectories, cost")
+    run.add_argument("--strategy", required=True, help=f"one of: {', '.join(STRATEGIES)}")
+    run.add_argument("--model", required=True, help="generator, a name from the model registry")
+    run.add_argument("--rewriter", default=None, help="rewriter LLM (strategies that rewrite prompts)")
+    run.add_argument("--benchmark", required=True, choices=BENCHMARKS)
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--feedback", default="visible", help=f"one of: {', '.join(FEEDBACK_MODES)}")
+    run.add_argument("--out", required=True, help="output directory")
+    run.add_argument("--limit", type=int, default=None, help="first N tasks only")
+    run.add_argument("--data-dir", default=None)
+    run.add_argument("--config", default=None, help="YAML with strategy settings (see strategies/config.py)")
+    run.add_argument("--budget", type=int, default=None, help="generator calls per task (default 10)")
+    run.add_argument("--max-new-tokens", type=int, default=None)
+    run.add_argument("--lpo-dir", default=None, help="trained lpo instruction (directory of promis-repro train)")
+    run.add_argument("--batch-size", type=int, default=32)
+    run.add_argument("--quiet", action="store_true")
+    run.set_defaults(func=_cmd_run)
+
+    train = sub.add_parser("train", help="train an optimiser on the decontaminated MBPP train pool")
+    train.add_argument("--agent", required=True, help="lpo")
+    train.add_argument("--model", required=True)
+    train.add_argument("--rewriter", default=None)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", required=True)
+    train.add_argument("--data-dir", default=None)
+    train.add_argument("--pools", default=None, help="output directory of promis-repro data split")
+    train.add_argument("--limit", type=int, default=None, help="first N train-pool tasks")
+    train.add_argument("--selection-limit", type=int, default=None, help="first N selection-pool tasks")
+    train.add_argument("--config", default=None)
+    train.add_argument("--budget", type=int, default=None)
+    train.add_argument("--max-new-tokens", type=int, default=None)
+    train.add_argument("--batch-size", type=int, default=32)
+    train.set_defaults(func=_cmd_train)
 
     data = sub.add_parser("data", help="data preparation")
     data_sub = data.add_subparsers(dest="data_command", required=True)

@@ -59,9 +59,15 @@ def completion_prefix(task: Task, description: str) -> str:
     return prefix
 
 
+def default_description(task: Task) -> str:
+    """The text a prompt is built around: MBPP's sentence (the format adds its shown assert once), else the prompt."""
+    mbpp = task.benchmark in ("mbpp", "mbpp_sanitized", "mbppplus")
+    return task.description if mbpp and task.description else task.prompt
+
+
 def build_prompt(task: Task, spec: ModelSpec, description: str | None = None) -> ChatPrompt:
     """The generator's prompt for ``task``; ``description`` replaces the task's own text (for strategies)."""
-    text = task.prompt if description is None else description
+    text = default_description(task) if description is None else description
     if spec.prompt_format == "completion":
         return ChatPrompt(text=completion_prefix(task, text))
     return ChatPrompt(messages=(("system", SYSTEM), ("user", instruct_message(task, text))))

@@ -8,7 +8,13 @@ from typing import Any
 
 from promis_repro.data.registry import load_benchmark
 from promis_repro.generation.base import DecodingSettings
-from promis_repro.generation.prompts import build_prompt, completion_prefix, extract_code, stop_strings
+from promis_repro.generation.prompts import (
+    build_prompt,
+    completion_prefix,
+    default_description,
+    extract_code,
+    stop_strings,
+)
 from promis_repro.generation.service import CachedGenerator, load_generator
 
 
@@ -31,7 +37,7 @@ def generate_samples(
     completions = generator.generate(prompts, settings)
     rows = []
     for task, _prompt, completion in zip(tasks, prompts, completions):
-        prefix = completion_prefix(task, task.prompt) if spec.prompt_format == "completion" else ""
+        prefix = completion_prefix(task, default_description(task)) if spec.prompt_format == "completion" else ""
         rows.append(
             {
                 "task_id": task.task_id,

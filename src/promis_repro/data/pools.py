@@ -1,0 +1,39 @@
+"""The decontaminated MBPP training and selection pools as task lists (built by ``promis-repro data split``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from promis_repro.data.registry import load_benchmark
+from promis_repro.data.sources import read_jsonl
+from promis_repro.data.task import Task
+from promis_repro.errors import UserError
+from promis_repro.io import cache_root
+
+POOL_NAMES = ("train_pool", "selection_pool")
+
+
+def load_pool(
+    name: str, data_dir: str | os.PathLike[str] | None = None, pools_dir: str | os.PathLike[str] | None = None
+) -> list[Task]:
+    """Tasks of a pool; without ``pools_dir`` the pools are built once into the cache."""
+    if name not in POOL_NAMES:
+        raise UserError(f"unknown pool {name!r}; known: {', '.join(POOL_NAMES)}")
+    if pools_dir is None:
+        pools_dir = cache_root() / "pools"
+        if not (Path(pools_dir) / f"{name}.jsonl").exists():
+            from promis_repro.data.split import build_pools
+
+            build_pools(data_dir, Path(pools_dir))
+    path = Path(pools_dir) / f"{name}.jsonl"
+    if not path.exists():
+        raise UserError(f"pool file {path} does not exist; run promis-repro data split --out {pools_dir}")
+    by_id = {t.task_id: t for t in load_benchmark("mbpp", data_dir)}
+    tasks = []
+    for line, row in read_jsonl(path):
+        task_id = str(row.get("task_id"))
+        if task_id not in by_id:
+            raise UserError(f"{path}:{line}: task_id {task_id!r} is not an MBPP task")
+        tasks.append(by_id[task_id])
+    return tasks

@@ -1,0 +1,1 @@
+"""Prompt actions (generate, mutate, rewrite), test-time feedback, budgets and every compared strategy."""

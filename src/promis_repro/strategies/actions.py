@@ -1,0 +1,192 @@
+"""The three actions of the hybrid action space, and what one episode may use.
+
+``Tools`` holds what a run shares (generator, rewriter, mutator, settings);
+``EpisodeContext`` is one task's view of it: the public task, its feedback
+suite, its budget and ledger, its random generator and its step log. Actions:
+
+- 0 ``code(text)``: the generator writes code from the prompt built around
+  ``text``; the code is run on the feedback tests.
+- 1 ``mutate(text)``: EPiC's lexical mutation (no model call).
+- 2 ``rewrite(text, feedback)``: the rewriter LLM rewrites the description.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from promis_repro.data.task import Task
+from promis_repro.generation.base import ChatPrompt, Completion, DecodingSettings
+from promis_repro.generation.prompts import build_prompt, completion_prefix, extract_code, stop_strings
+from promis_repro.generation.registry import ModelSpec
+from promis_repro.rewards import RewardConfig, step_reward
+from promis_repro.strategies.config import StrategyConfig
+from promis_repro.strategies.engine import Budget, Generate, Ledger, Request, Trajectory, derive_seed
+from promis_repro.strategies.feedback import Feedback, FeedbackSuite
+from promis_repro.strategies.mutation import LexicalMutator, MutationResult
+from promis_repro.strategies.prompt_parts import PromptParts
+from promis_repro.strategies.rewrite import RewriteResult, parse_rewrite, rewrite_request
+
+ACTION_NAMES = {0: "direct", 1: "mutate", 2: "rewrite"}
+
+
+@dataclass
+class Tools:
+    generator_spec: ModelSpec
+    rewriter_spec: ModelSpec | None
+    config: StrategyConfig
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    seed: int = 0
+    _mutator: LexicalMutator | None = None
+
+    @property
+    def mutator(self) -> LexicalMutator:
+        if self._mutator is None:
+            c = self.config
+            self._mutator = LexicalMutator(
+                probability=c.mutation_probability,
+                n_variants=c.mutation_variants,
+                threshold=c.mutation_threshold,
+                top_k=c.mutation_top_k,
+                embedder=c.embedder,
+            )
+        return self._mutator
+
+    @property
+    def budget(self) -> Budget:
+        return Budget(self.config.max_generator_calls, self.config.max_rewriter_calls)
+
+    def code_settings(self) -> DecodingSettings:
+        c = self.config
+        return DecodingSettings(c.temperature, c.top_p, c.max_new_tokens, stop_strings(self.generator_spec))
+
+    def rewriter_settings(self) -> DecodingSettings:
+        c = self.config
+        return DecodingSettings(c.rewriter_temperature, c.rewriter_top_p, c.rewriter_max_new_tokens)
+
+
+@dataclass
+class Candidate:
+    text: str  # the description the code was written from
+    code: str
+    feedback: Feedback
+    completion: str
+    step: int
+
+    @property
+    def fitness(self) -> float:
+        return self.feedback.soft
+
+
+class EpisodeContext:
+    def __init__(self, task: Task, parts: PromptParts, suite: FeedbackSuite, tools: Tools, strategy: str) -> None:
+        self.task = task  # public view: no hidden tests, no reference solution
+        self.parts = parts
+        self.suite = suite
+        self.tools = tools
+        self.config = tools.config
+        self.strategy = strategy
+        self.ledger = Ledger()
+        self.rng = np.random.default_rng(derive_seed(tools.seed, task.task_id, strategy))
+        self.trajectory = Trajectory(task.task_id, ledger=self.ledger)
+        self.candidates: list[Candidate] = []
+        self._previous_soft = 0.0
+        self._calls = {"generator": 0, "rewriter": 0}
+
+    # -- budget ---------------------------------------------------------
+    def remaining(self, role: str) -> int:
+        limit = self.tools.budget.limit(role)
+        if role == "rewriter" and self.tools.rewriter_spec is None:
+            return 0
+        return limit - self.ledger.count(role)
+
+    def _settings(self, role: str, purpose: str) -> DecodingSettings:
+        base = self.tools.code_settings() if role == "generator" else self.tools.rewriter_settings()
+        if purpose not in ("code", "tests"):
+            base = replace(base, stop=())
+        index = self._calls[role]
+        self._calls[role] += 1
+        # tasks at the same call index share settings (and so batch together);
+        # the per-row seed mixes in the prompt text
+        return replace(base, seed=derive_seed(self.tools.seed, role, index))
+
+    def ask(self, role: str, prompt: ChatPrompt, purpose: str) -> Generator[Request, Any, Completion]:
+        completion = yield Generate(role, prompt, self._settings(role, purpose), purpose)
+        return completion
+
+    # -- action 0 -------------------------------------------------------
+    def model_prompt(self, text: str) -> ChatPrompt:
+        return build_prompt(self.task, self.tools.generator_spec, self.parts.compose(text))
+
+    def extract(self, completion: str, prefix: str = "") -> str:
+        return extract_code(self.task, completion, self.tools.generator_spec, prefix=prefix)
+
+    def code(
+        self, text: str, prompt: ChatPrompt | None = None, prefix: str | None = None
+    ) -> Generator[Request, Any, Candidate]:
+        """Write code from ``text`` (or from an explicit ``prompt``) and run it on the feedback tests."""
+        spec = self.tools.generator_spec
+        prompt = prompt or self.model_prompt(text)
+        if prefix is None:
+            completion_model = spec.prompt_format == "completion"
+            prefix = completion_prefix(self.task, self.parts.compose(text)) if completion_model else ""
+        completion = yield from self.ask("generator", prompt, "code")
+        code = self.extract(completion.text, prefix)
+        feedback = self.suite.evaluate(code)
+        candidate = Candidate(text, code, feedback, completion.text, len(self.candidates))
+        self.candidates.append(candidate)
+        return candidate
+
+    # -- action 1 -------------------------------------------------------
+    def mutate(self, text: str) -> MutationResult:
+        return self.tools.mutator.mutate(text, self.task, self.rng)
+
+    # -- action 2 -------------------------------------------------------
+    def rewrite(self, text: str, feedback: str, template: str | None = None) -> Generator[Request, Any, RewriteResult]:
+        request = rewrite_request(template or self.config.rewrite_template, text, self.task.entry_point, feedback)
+        prompt = ChatPrompt(messages=(("user", request),))
+        completion = yield from self.ask("rewriter", prompt, "rewrite")
+        result = parse_rewrite(completion.text, self.task.entry_point, text)
+        return result
+
+    # -- bookkeeping ----------------------------------------------------
+    def base_text(self, current: str) -> str:
+        """What the next action edits: the current prompt (compose) or the original (the public code)."""
+        return current if self.config.compose else self.parts.text
+
+    def log(self, action: int | str, candidate: Candidate, **extra: Any) -> None:
+        fb = candidate.feedback
+        reward = step_reward(self.tools.reward, fb.passed, fb.soft, self._previous_soft)
+        self._previous_soft = fb.soft
+        self.trajectory.steps.append(
+            {
+                "task_id": self.task.task_id,
+                "strategy": self.strategy,
+                "step": len(self.trajectory.steps),
+                "action": action if isinstance(action, int) else None,
+                "action_name": ACTION_NAMES.get(action, action) if isinstance(action, int) else action,
+                "prompt": candidate.text,
+                "code": candidate.code,
+                "feedback": fb.as_dict(),
+                "reward": round(reward, 6),
+                "generator_calls": self.ledger.count("generator", budgeted_only=False),
+                "rewriter_calls": self.ledger.count("rewriter", budgeted_only=False),
+                **extra,
+            }
+        )
+
+    def best(self) -> Candidate:
+        # highest feedback fitness; the earliest on ties (so with no signal the first answer stands)
+        return max(self.candidates, key=lambda c: (c.fitness, -c.step))
+
+    def finish(self, chosen: Candidate | None = None, **info: Any) -> Trajectory:
+        chosen = chosen or (self.best() if self.candidates else None)
+        if chosen is not None:
+            self.trajectory.final_code = chosen.code
+            self.trajectory.final_step = chosen.step
+            self.trajectory.final_fitness = chosen.fitness
+        self.trajectory.info.update(info)
+        return self.trajectory

@@ -1,0 +1,110 @@
+"""direct, ga_only, rewrite_only, random_hybrid and self_correct."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from promis_repro.generation.base import ChatPrompt
+from promis_repro.generation.prompts import SYSTEM
+from promis_repro.strategies.actions import EpisodeContext
+from promis_repro.strategies.engine import Episode
+
+SELF_CORRECT_INSTRUCTION = (
+    "There might be an error in the code above because of lack of understanding of the question. "
+    "Please correct the error, if any, and rewrite the solution. Only output the final correct Python program!"
+)
+
+
+def direct(ctx: EpisodeContext) -> Episode:
+    """Action 0 once."""
+    candidate = yield from ctx.code(ctx.parts.text)
+    ctx.log(0, candidate)
+    return ctx.finish(candidate)
+
+
+def ga_only(ctx: EpisodeContext) -> Episode:
+    """The original prompt, then mutation steps from the best prompt so far; keep the best by feedback."""
+    best = yield from ctx.code(ctx.parts.text)
+    ctx.log(0, best)
+    while not best.feedback.passed and ctx.remaining("generator") > 0:
+        mutation = ctx.mutate(ctx.base_text(best.text))
+        candidate = yield from ctx.code(mutation.text)
+        ctx.log(1, candidate, mutation=mutation.as_dict())
+        best = ctx.best()
+    return ctx.finish()
+
+
+def rewrite_only(ctx: EpisodeContext) -> Episode:
+    """The original prompt, then rewriting steps from the best prompt so far; keep the best by feedback."""
+    best = yield from ctx.code(ctx.parts.text)
+    ctx.log(0, best)
+    while not best.feedback.passed and ctx.remaining("generator") > 0 and ctx.remaining("rewriter") > 0:
+        rewrite = yield from ctx.rewrite(ctx.base_text(best.text), best.feedback.text)
+        candidate = yield from ctx.code(rewrite.text)
+        ctx.log(2, candidate, rewrite=rewrite.as_dict())
+        best = ctx.best()
+    return ctx.finish()
+
+
+def random_hybrid(ctx: EpisodeContext) -> Episode:
+    """The paper's Random baseline: up to ``max_steps`` uniformly random actions, keep the best by feedback.
+
+    Each step applies its action to the current prompt (or the original, with
+    ``compose: false``) and generates code from the result; the episode ends
+    early when every feedback test passes.
+    """
+    text, last_feedback = ctx.parts.text, ""
+    for _ in range(ctx.config.max_steps):
+        if ctx.remaining("generator") <= 0:
+            break
+        action = int(ctx.rng.integers(3))
+        extra: dict[str, Any] = {}
+        if action == 1:
+            mutation = ctx.mutate(ctx.base_text(text))
+            text, extra["mutation"] = mutation.text, mutation.as_dict()
+        elif action == 2:
+            if ctx.remaining("rewriter") > 0:
+                rewrite = yield from ctx.rewrite(ctx.base_text(text), last_feedback)
+                text, extra["rewrite"] = rewrite.text, rewrite.as_dict()
+            else:
+                extra["rewrite"] = {"valid": False, "reason": "rewriter budget spent"}
+        candidate = yield from ctx.code(text)
+        ctx.log(action, candidate, **extra)
+        last_feedback = candidate.feedback.text
+        if candidate.feedback.passed:
+            break
+    return ctx.finish()
+
+
+def _follow_up_prompt(ctx: EpisodeContext, previous_code: str, instruction: str) -> tuple[ChatPrompt, str | None]:
+    """A second-turn prompt: chat history for instruct models, commented history for completion models."""
+    spec = ctx.tools.generator_spec
+    first = ctx.model_prompt(ctx.parts.text)
+    if spec.prompt_format == "completion":
+        from promis_repro.generation.prompts import completion_prefix
+
+        commented = "\n".join(f"# {line}" for line in previous_code.splitlines())
+        prefix = completion_prefix(ctx.task, ctx.parts.text)
+        text = f"# Previous attempt:\n{commented}\n# {instruction}\n{prefix}"
+        return ChatPrompt(text=text), text
+    user = first.messages[-1][1]
+    messages = (
+        ("system", SYSTEM),
+        ("user", user),
+        ("assistant", f"```python\n{previous_code.rstrip()}\n```"),
+        ("user", instruction),
+    )
+    return ChatPrompt(messages=messages), None
+
+
+def self_correct(ctx: EpisodeContext) -> Episode:
+    """Multi-turn self-correction (SCoRe's prompt): no tests, the last turn's code is the answer."""
+    candidate = yield from ctx.code(ctx.parts.text)
+    ctx.log(0, candidate)
+    for _ in range(ctx.config.self_correct_turns - 1):
+        if ctx.remaining("generator") <= 0:
+            break
+        prompt, prefix = _follow_up_prompt(ctx, candidate.code, SELF_CORRECT_INSTRUCTION)
+        candidate = yield from ctx.code(ctx.parts.text, prompt=prompt, prefix=prefix)
+        ctx.log("self_correct", candidate)
+    return ctx.finish(candidate)

@@ -1,0 +1,69 @@
+"""Strategy settings: one dataclass, defaults documented, overridable from a YAML mapping."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from promis_repro.errors import UserError
+from promis_repro.strategies.rewrite import DEFAULT_TEMPLATE
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    # budgets (per task): every iterative strategy stops when one is spent
+    max_generator_calls: int = 10  # code-writing calls of the generator (reflections count too)
+    max_rewriter_calls: int = 10
+    max_steps: int = 10  # random_hybrid's and ppo's episode length (the paper's 10)
+    # generator decoding (the paper's public config: temperature 0.7, top_p 0.9)
+    temperature: float = 0.7
+    top_p: float = 0.9
+    max_new_tokens: int = 512
+    # rewriter decoding (EPiC samples its rewrites at 0.9)
+    rewriter_temperature: float = 0.7
+    rewriter_top_p: float = 0.9
+    rewriter_max_new_tokens: int = 256
+    rewrite_template: str = DEFAULT_TEMPLATE
+    # action 1 (EPiC's operator)
+    mutation_probability: float = 0.25
+    mutation_variants: int = 3
+    mutation_threshold: float = 0.8
+    mutation_top_k: int = 10
+    embedder: str = "all-minilm-l6-v2"
+    # feedback: selfgen asks for this many asserts once per task
+    selfgen_tests: int = 5
+    # epic
+    epic_accept_original: float = 0.8
+    epic_population: int = 4  # LLM rewrites beside the original
+    epic_accept_best: float = 0.6
+    epic_generations: int = 4
+    epic_min_gain: float = 0.015
+    # reflexion
+    reflexion_max_iters: int = 2
+    # self_correct
+    self_correct_turns: int = 2
+    # compose: actions edit the current prompt (True) or the original one (the public code)
+    compose: bool = True
+    # lpo
+    lpo: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any] | None, where: str = "strategy config") -> StrategyConfig:
+        values = dict(values or {})
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        for key, value in values.items():
+            if key not in known:
+                raise UserError(f"{where}: unknown key {key!r}; known: {', '.join(sorted(known))}")
+            default = known[key].default
+            if default is not dataclasses.MISSING and not isinstance(value, type(default)):
+                if not (isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)):
+                    raise UserError(f"{where}: {key} must be {type(default).__name__}, got {value!r}")
+        config = cls(**values)
+        for key in ("max_generator_calls", "max_rewriter_calls", "max_steps", "max_new_tokens", "mutation_variants"):
+            if getattr(config, key) < 1:
+                raise UserError(f"{where}: {key} must be >= 1")
+        return config
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -1,0 +1,164 @@
+"""Every strategy on the real tiny model (SmolLM2-135M as generator and rewriter), scored on hidden tests."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from promis_repro.data.registry import load_benchmark
+from promis_repro.evaluation.evaluator import evaluate_program
+from promis_repro.strategies.config import StrategyConfig
+from promis_repro.strategies.runner import Models, run_strategy
+
+TINY = "smollm2-135m-instruct"
+CONFIG = StrategyConfig(
+    max_generator_calls=3,
+    max_rewriter_calls=3,
+    max_steps=3,
+    max_new_tokens=96,
+    rewriter_max_new_tokens=64,
+    reflexion_max_iters=1,
+)
+
+
+@pytest.fixture(scope="module")
+def models() -> Models:
+    return Models(TINY, TINY, batch_size=8)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "benchmark", "feedback"),
+    [
+        ("direct", "mbppplus", "visible"),
+        ("ga_only", "mbppplus", "visible"),
+        ("rewrite_only", "mbppplus", "visible"),
+        ("random_hybrid", "mbppplus", "visible"),
+        ("epic", "humanevalplus", "selfgen"),
+        ("reflexion", "mbppplus", "selfgen"),
+        ("self_correct", "apps", "visible"),
+        ("random_hybrid", "apps", "oracle"),
+    ],
+)
+def test_strategy_on_the_tiny_model(data_dir, models, strategy, benchmark, feedback):
+    tasks = load_benchmark(benchmark, data_dir)[:2]
+    trajectories, suites = run_strategy(
+        strategy, tasks, models, seed=1, feedback=feedback, config=CONFIG, progress=False
+    )
+    for task, trajectory in zip(tasks, trajectories, strict=True):
+        assert trajectory.steps, (strategy, task.task_id)
+        assert trajectory.ledger.count("generator") <= CONFIG.max_generator_calls
+        assert trajectory.final_code.strip()
+        # the final solution is scorable on the hidden tests, by the harness, after the strategy
+        result = evaluate_program(task, trajectory.final_code)
+        assert result.status in ("pass", "fail", "error", "timeout") and result.n_tests > 0
+        if suites[task.task_id].tests is not None:
+            assert trajectory.final_fitness == max(s["feedback"]["soft"] for s in trajectory.steps) or strategy in (
+                "reflexion",
+                "self_correct",
+            )
+
+
+def test_lpo_trains_and_runs_on_the_tiny_model(data_dir, models, tmp_path):
+    from promis_repro.data.pools import load_pool
+    from promis_repro.rewards import RewardConfig
+    from promis_repro.strategies.actions import Tools
+    from promis_repro.strategies.lpo import lpo_episode, optimize_instruction
+
+    train = load_pool("train_pool", data_dir)[:2]
+    selection = load_pool("selection_pool", data_dir)[:2]
+    config = StrategyConfig(max_new_tokens=96, rewriter_max_new_tokens=64, lpo={"batch_size": 2, "eval_every": 1})
+    tools = Tools(models.generator.spec, models.rewriter.spec, config, RewardConfig(), seed=0)
+    state = optimize_instruction(tools, models.call, train, selection, tmp_path, settings=config.lpo)
+    assert state["complete"] and len(state["history"]) == 1 and len(state["evaluations"]) == 2
+    assert (tmp_path / "lpo_state.json").exists()
+    from promis_repro.strategies import registry
+
+    registry.STRATEGIES["_lpo"] = lpo_episode(state["best_instruction"])
+    try:
+        tasks = load_benchmark("mbppplus", data_dir)[:2]
+        trajectories, _ = run_strategy("_lpo", tasks, models, seed=0, feedback="visible", config=config, progress=False)
+    finally:
+        del registry.STRATEGIES["_lpo"]
+    assert all(state["best_instruction"] in t.steps[0]["instruction"] for t in trajectories)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "promis_repro.cli", *args], capture_output=True, text=True, timeout=600
+    )
+
+
+def test_run_command_writes_scorable_outputs(data_dir, tmp_path):
+    out = tmp_path / "run"
+    done = _cli(
+        "run",
+        "--strategy",
+        "ga_only",
+        "--model",
+        TINY,
+        "--benchmark",
+        "mbppplus",
+        "--seed",
+        "2",
+        "--feedback",
+        "visible",
+        "--out",
+        str(out),
+        "--limit",
+        "2",
+        "--budget",
+        "2",
+        "--max-new-tokens",
+        "96",
+        "--data-dir",
+        str(data_dir),
+        "--quiet",
+    )
+    assert done.returncode == 0, done.stderr
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    steps = [json.loads(line) for line in (out / "trajectories.jsonl").read_text().splitlines()]
+    cost = json.loads((out / "cost.json").read_text())
+    assert [s["task_id"] for s in samples] == ["Mbpp/2", "Mbpp/3"]
+    assert all(not s["leaky"] and s["feedback"] == "visible" for s in samples)
+    assert {s["task_id"] for s in steps} == {"Mbpp/2", "Mbpp/3"} and all("reward" in s for s in steps)
+    assert cost["totals"]["generator_calls"] <= 4 and cost["budget"]["generator_calls"] == 2
+    assert cost["provenance"]["seed"] == 2 and cost["provenance"]["config_hash"]
+    scored = _cli(
+        "evaluate",
+        "--benchmark",
+        "mbppplus",
+        "--samples",
+        str(out / "samples.jsonl"),
+        "--out",
+        str(tmp_path / "eval"),
+        "--data-dir",
+        str(data_dir),
+        "--quiet",
+    )
+    assert scored.returncode == 0, scored.stderr
+    assert json.loads((tmp_path / "eval" / "summary.json").read_text())["n_tasks"] == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--strategy", "best"], "unknown strategy 'best'"),
+        (["--strategy", "direct", "--feedback", "hidden"], "unknown feedback mode 'hidden'"),
+        (["--strategy", "direct", "--model", "gpt-17"], "unknown model"),
+        (["--strategy", "epic"], "needs a rewriter"),
+        (["--strategy", "lpo", "--rewriter", TINY], "needs its trained instruction"),
+    ],
+)
+def test_run_command_rejects_bad_names(data_dir, tmp_path, args, message):
+    base = {"--model": TINY, "--benchmark": "mbppplus", "--out": str(tmp_path / "x"), "--data-dir": str(data_dir)}
+    for i in range(0, len(args), 2):
+        base[args[i]] = args[i + 1]
+    flat = [item for pair in base.items() for item in pair]
+    done = _cli("run", *flat, "--limit", "1")
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], done.stderr
+    assert not (tmp_path / "x").exists()
