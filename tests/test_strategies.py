@@ -145,6 +145,7 @@ def test_mutation_protects_identifiers_inside_prose(data_dir, mutator):
     ],
 )
 def test_rewrite_validator(output, reason):
+    """Accepts one description that names the function and holds no code; rejects everything else."""
     description, why = validate_rewrite(output, "add_two")
     assert why == reason
     assert (description is not None) == (reason == "ok")
@@ -181,6 +182,8 @@ def test_hidden_tests_never_reach_a_visible_run(data_dir, monkeypatch):
         assert seen and all(tests is not None for tests in seen)
         assert not any(tests is h for tests in seen for h in hidden), strategy
         assert all(s.tests is t.visible_tests for s, t in zip(suites.values(), tasks, strict=True))
+        # not even the suite's private task leads to the hidden tests
+        assert all(s._task.hidden_tests is None and s._task.reference_solution is None for s in suites.values())
         # the prompts the models saw never contain a hidden-only input
         plus_inputs = [repr(tuple(t.hidden_tests.groups["plus"][0])) for t in tasks]
         assert not any(inp in text for _, text in models.calls for inp in plus_inputs)
@@ -216,7 +219,11 @@ def test_selfgen_builds_tests_from_the_generator(data_dir):
         "reflexion", [task], FakeModels([ADD]), seed=0, feedback="selfgen", config=StrategyConfig(), progress=False
     )
     suite = suites[task.task_id]
-    assert suite.tests.asserts == ["assert add(1, 2) == 3", "assert add(2, 2) == 4"]
+    assert suite.tests.asserts == ["assert add(1, 2) == 3"]  # Reflexion writes one internal test
+    _, suites = run_strategy(
+        "ga_only", [task], FakeModels([ADD]), seed=0, feedback="selfgen", config=StrategyConfig(), progress=False
+    )
+    assert suites[task.task_id].tests.asserts == ["assert add(1, 2) == 3", "assert add(2, 2) == 4"]
     assert trajectories[0].steps[0]["feedback"]["passed"] is True
     assert trajectories[0].ledger.as_dict()["calls"]["generator:tests"] == 1
 
@@ -292,6 +299,26 @@ def test_driver_refuses_a_call_over_budget():
     models = FakeModels(["pass"])
     with pytest.raises(BudgetExceeded):
         drive({"t": greedy()}, models.call, {"t": Ledger()}, Budget(2, 2))
+
+
+def test_rewrite_validator_edge_cases():
+    numbered = "Here is the rewritten prompt:\n1. Write add_two adding numbers.\n2. Write add_two summing values."
+    assert validate_rewrite(numbered, "add_two")[1] == "several alternative descriptions"
+    assert validate_rewrite("Here is the rewritten prompt: Parse the address string fully.", "add")[1].startswith(
+        "does not name"
+    )
+    assert validate_rewrite("Here is the rewritten prompt: Call add(a, b) to sum two numbers.", "add")[1] == "ok"
+
+
+def test_driver_allows_one_test_writing_call():
+    from promis_repro.generation.base import ChatPrompt, DecodingSettings
+
+    def twice():
+        yield Generate("generator", ChatPrompt(text="t1"), DecodingSettings(), "tests")
+        yield Generate("generator", ChatPrompt(text="t2"), DecodingSettings(), "tests")
+
+    with pytest.raises(BudgetExceeded, match="one test-writing call"):
+        drive({"t": twice()}, FakeModels(["pass"]).call, {"t": Ledger()}, Budget(5, 5))
 
 
 def test_driver_batches_across_tasks_and_resolves_barriers():

@@ -149,7 +149,7 @@ def test_run_command_writes_scorable_outputs(data_dir, tmp_path):
         (["--strategy", "direct", "--feedback", "hidden"], "unknown feedback mode 'hidden'"),
         (["--strategy", "direct", "--model", "gpt-17"], "unknown model"),
         (["--strategy", "epic"], "needs a rewriter"),
-        (["--strategy", "lpo", "--rewriter", TINY], "needs its trained instruction"),
+        (["--strategy", "lpo", "--rewriter", TINY], "--trained DIR"),
     ],
 )
 def test_run_command_rejects_bad_names(data_dir, tmp_path, args, message):

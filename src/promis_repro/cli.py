@@ -86,8 +86,13 @@ def _cmd_generate(args: argparse.Namespace) -> None:
         args.model, args.benchmark, settings, data_dir=args.data_dir, limit=args.limit, batch_size=args.batch_size
     )
     out = Path(args.out)
-    config = {"command": "generate", "model": args.model, "benchmark": args.benchmark, "limit": args.limit,
-              "settings": cost["settings"]}  # fmt: skip
+    config = {
+        "command": "generate",
+        "model": args.model,
+        "benchmark": args.benchmark,
+        "limit": args.limit,
+        "settings": cost["settings"],
+    }
     from promis_repro.data.registry import load_benchmark
 
     tasks = load_benchmark(args.benchmark, args.data_dir)
@@ -120,11 +125,18 @@ def _load_yaml_mapping(path: str | None, what: str) -> dict[str, Any]:
     return data
 
 
-def _strategy_settings(args: argparse.Namespace) -> tuple[Any, Any]:
+def _strategy_settings(args: argparse.Namespace, sections: dict[str, Any] | None = None) -> tuple[Any, Any]:
+    """Strategy config and reward from ``--config``; its ``ppo:``/``grpo:`` sections go into ``sections``."""
     from promis_repro.rewards import RewardConfig
     from promis_repro.strategies.config import StrategyConfig
 
     values = _load_yaml_mapping(args.config, "strategy config")
+    for name in ("ppo", "grpo"):
+        section = values.pop(name, None) or {}
+        if not isinstance(section, dict):
+            raise UserError(f"{args.config}: {name} must be a mapping")
+        if sections is not None:
+            sections[name] = section
     reward_values = values.pop("reward", {}) or {}
     if not isinstance(reward_values, dict):
         raise UserError(f"{args.config}: reward must be a mapping")
@@ -148,7 +160,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
     check_strategy(args.strategy)
     check_mode(args.feedback)
     config, reward = _strategy_settings(args)
-    options = {"lpo_dir": args.lpo_dir} if args.lpo_dir else {}
+    options = {"trained": args.trained} if args.trained else {}
     cost = run_to_directory(
         strategy=args.strategy,
         model=args.model,
@@ -178,44 +190,89 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from promis_repro.io import atomic_write_json
     from promis_repro.provenance import provenance
     from promis_repro.strategies.actions import Tools
-    from promis_repro.strategies.lpo import optimize_instruction
     from promis_repro.strategies.runner import Models
 
-    if args.agent != "lpo":
-        raise UserError(f"unknown agent {args.agent!r}; known: lpo")
-    config, reward = _strategy_settings(args)
+    agents = ("lpo", "ppo", "rl_rewriter")
+    if args.agent not in agents:
+        raise UserError(f"unknown agent {args.agent!r}; known: {', '.join(agents)}")
+    sections: dict[str, Any] = {}
+    config, reward = _strategy_settings(args, sections)
     train = load_pool("train_pool", args.data_dir, args.pools)[: args.limit]
     selection = load_pool("selection_pool", args.data_dir, args.pools)[: args.selection_limit]
+    if args.agent in ("lpo", "rl_rewriter") and args.rewriter is None:
+        raise UserError(f"agent {args.agent} needs a rewriter model (--rewriter)")
     models = Models(args.model, args.rewriter, batch_size=args.batch_size)
     tools = Tools(models.generator.spec, models.rewriter.spec if models.rewriter else None, config, reward, args.seed)
     out = Path(args.out)
-    state = optimize_instruction(tools, models.call, train, selection, out, settings=config.lpo)
-    run_config = {
+    run_config: dict[str, Any] = {
         "command": "train",
-        "agent": "lpo",
+        "agent": args.agent,
         "model": args.model,
         "rewriter": args.rewriter,
         "seed": args.seed,
         "strategy_config": config.as_dict(),
+        "reward": reward.as_dict(),
         "limit": args.limit,
         "selection_limit": args.selection_limit,
+        **sections,
     }
-    atomic_write_json(
-        out / "instruction.json",
-        {
+    model_ids = {"generator": models.generator.model_id}
+    if models.rewriter is not None:
+        model_ids["rewriter"] = models.rewriter.model_id
+    summary: dict[str, Any] = {
+        "agent": args.agent,
+        "n_train": len(train),
+        "n_selection": len(selection),
+        "reward": reward.as_dict(),
+    }
+    if args.agent == "lpo":
+        from promis_repro.strategies.lpo import optimize_instruction
+
+        state = optimize_instruction(tools, models.call, train, selection, out, settings=config.lpo)
+        summary |= {
             "instruction": state["best_instruction"] or state["instruction"],
             "selection_soft_pass": state["best_score"],
-            "n_train": len(train),
-            "n_selection": len(selection),
-            "provenance": provenance(
-                config=run_config,
-                data_hashes={"mbpp": train[0].source_hash},
-                model={"generator": models.generator.model_id},
-                seed=args.seed,
-            ),
-        },
+            "cost": state.get("cost"),
+        }
+        message = f"lpo: best instruction (selection SoftPass {state['best_score']:.3f})"
+    elif args.agent == "ppo":
+        from promis_repro.agent.ppo import PPOConfig, train_ppo
+
+        ppo_values = dict(sections["ppo"])
+        if args.timesteps is not None:
+            ppo_values["total_timesteps"] = args.timesteps
+        ppo_config = PPOConfig.from_mapping(ppo_values, where=f"{args.config or 'config'}: ppo")
+        result = train_ppo(tools, models.call, train, selection, out, ppo_config)
+        from dataclasses import asdict
+
+        summary |= {"ppo_config": asdict(ppo_config), **result}
+        best = result["best"] or {}
+        message = f"ppo: {result['timesteps']} timesteps, best selection SoftPass {best.get('soft_pass', 0):.3f}"
+    else:
+        from dataclasses import asdict
+
+        from promis_repro.agent.grpo import GRPOSettings, train_rl_rewriter
+        from promis_repro.generation.weights import weights_location
+
+        grpo_values = dict(sections["grpo"])
+        if args.timesteps is not None:
+            grpo_values["max_steps"] = args.timesteps
+        settings = GRPOSettings.from_mapping(grpo_values, where=f"{args.config or 'config'}: grpo")
+        assert models.rewriter is not None
+        location, _ = weights_location(models.rewriter.spec)
+        result = train_rl_rewriter(tools, models.call, location, train, out, settings)
+        summary |= {
+            "grpo_settings": asdict(settings),
+            "steps": result["steps"],
+            "mean_reward_first": result["mean_reward_first"],
+            "mean_reward_last": result["mean_reward_last"],
+        }
+        message = f"rl_rewriter: {result['steps']} GRPO steps, adapter in {result['adapter']}"
+    summary["provenance"] = provenance(
+        config=run_config, data_hashes={"mbpp": train[0].source_hash}, model=model_ids, seed=args.seed
     )
-    print(f"lpo: best instruction (selection SoftPass {state['best_score']:.3f}) -> {out}")
+    atomic_write_json(out / "training.json", summary)
+    print(f"{message} -> {out}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -265,13 +322,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", default=None, help="YAML with strategy settings (see strategies/config.py)")
     run.add_argument("--budget", type=int, default=None, help="generator calls per task (default 10)")
     run.add_argument("--max-new-tokens", type=int, default=None)
-    run.add_argument("--lpo-dir", default=None, help="trained lpo instruction (directory of promis-repro train)")
+    run.add_argument("--trained", default=None, help="output directory of promis-repro train (lpo, ppo, rl_rewriter)")
     run.add_argument("--batch-size", type=int, default=32)
     run.add_argument("--quiet", action="store_true")
     run.set_defaults(func=_cmd_run)
 
     train = sub.add_parser("train", help="train an optimiser on the decontaminated MBPP train pool")
-    train.add_argument("--agent", required=True, help="lpo")
+    train.add_argument("--agent", required=True, help="lpo | ppo | rl_rewriter")
     train.add_argument("--model", required=True)
     train.add_argument("--rewriter", default=None)
     train.add_argument("--seed", type=int, default=0)
@@ -282,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--selection-limit", type=int, default=None, help="first N selection-pool tasks")
     train.add_argument("--config", default=None)
     train.add_argument("--budget", type=int, default=None)
+    train.add_argument("--timesteps", type=int, default=None, help="ppo: total timesteps; rl_rewriter: GRPO steps")
     train.add_argument("--max-new-tokens", type=int, default=None)
     train.add_argument("--batch-size", type=int, default=32)
     train.set_defaults(func=_cmd_train)

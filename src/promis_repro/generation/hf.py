@@ -129,6 +129,11 @@ class TransformersGenerator:
         self.tokenizer = AutoTokenizer.from_pretrained(location, revision=revision)
         model_class = AutoModelForSeq2SeqLM if self.seq2seq else AutoModelForCausalLM
         self.model = model_class.from_pretrained(location, revision=revision, dtype=dtype).to(self.device).eval()
+        if spec.extra.get("adapter"):
+            # a trained LoRA adapter (rl_rewriter), merged so decoding costs what the base model costs
+            from peft import PeftModel
+
+            self.model = PeftModel.from_pretrained(self.model, spec.extra["adapter"]).merge_and_unload().eval()
         if not self.seq2seq:
             self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:

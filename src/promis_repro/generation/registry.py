@@ -36,6 +36,8 @@ class ModelSpec:
         """What identifies the weights (cache keys and provenance): a branch name is resolved to its commit."""
         revision = resolve_revision(self.hub_id, self.revision) if self.source == "hub" else self.revision
         identity = {"name": self.name, "hub_id": self.hub_id, "revision": revision, "source": self.source}
+        if self.extra.get("adapter_sha256"):
+            identity["adapter_sha256"] = self.extra["adapter_sha256"]
         if self.source == "gguf-package":
             identity["gguf_file"] = self.extra["gguf_file"]
             identity["package_version"] = _package_version(self.extra["gguf_package"])

@@ -103,8 +103,10 @@ class EpisodeContext:
             return 0
         return limit - self.ledger.count(role)
 
-    def _settings(self, role: str, purpose: str) -> DecodingSettings:
+    def _settings(self, role: str, purpose: str, temperature: float | None = None) -> DecodingSettings:
         base = self.tools.code_settings() if role == "generator" else self.tools.rewriter_settings()
+        if temperature is not None:
+            base = replace(base, temperature=temperature)
         if purpose not in ("code", "tests"):
             base = replace(base, stop=())
         index = self._calls[role]
@@ -113,8 +115,10 @@ class EpisodeContext:
         # the per-row seed mixes in the prompt text
         return replace(base, seed=derive_seed(self.tools.seed, role, index))
 
-    def ask(self, role: str, prompt: ChatPrompt, purpose: str) -> Generator[Request, Any, Completion]:
-        completion = yield Generate(role, prompt, self._settings(role, purpose), purpose)
+    def ask(
+        self, role: str, prompt: ChatPrompt, purpose: str, temperature: float | None = None
+    ) -> Generator[Request, Any, Completion]:
+        completion = yield Generate(role, prompt, self._settings(role, purpose, temperature), purpose)
         return completion
 
     # -- action 0 -------------------------------------------------------
@@ -125,7 +129,7 @@ class EpisodeContext:
         return extract_code(self.task, completion, self.tools.generator_spec, prefix=prefix)
 
     def code(
-        self, text: str, prompt: ChatPrompt | None = None, prefix: str | None = None
+        self, text: str, prompt: ChatPrompt | None = None, prefix: str | None = None, temperature: float | None = None
     ) -> Generator[Request, Any, Candidate]:
         """Write code from ``text`` (or from an explicit ``prompt``) and run it on the feedback tests."""
         spec = self.tools.generator_spec
@@ -133,7 +137,7 @@ class EpisodeContext:
         if prefix is None:
             completion_model = spec.prompt_format == "completion"
             prefix = completion_prefix(self.task, self.parts.compose(text)) if completion_model else ""
-        completion = yield from self.ask("generator", prompt, "code")
+        completion = yield from self.ask("generator", prompt, "code", temperature)
         code = self.extract(completion.text, prefix)
         feedback = self.suite.evaluate(code)
         candidate = Candidate(text, code, feedback, completion.text, len(self.candidates))
@@ -145,12 +149,39 @@ class EpisodeContext:
         return self.tools.mutator.mutate(text, self.task, self.rng)
 
     # -- action 2 -------------------------------------------------------
-    def rewrite(self, text: str, feedback: str, template: str | None = None) -> Generator[Request, Any, RewriteResult]:
+    def rewrite(
+        self, text: str, feedback: str, template: str | None = None, temperature: float | None = None
+    ) -> Generator[Request, Any, RewriteResult]:
         request = rewrite_request(template or self.config.rewrite_template, text, self.task.entry_point, feedback)
         prompt = ChatPrompt(messages=(("user", request),))
-        completion = yield from self.ask("rewriter", prompt, "rewrite")
+        completion = yield from self.ask("rewriter", prompt, "rewrite", temperature)
         result = parse_rewrite(completion.text, self.task.entry_point, text)
         return result
+
+    # -- one step of the hybrid action space ----------------------------
+    def act(
+        self, action: int, text: str, last_feedback: str
+    ) -> Generator[Request, Any, tuple[Candidate, dict[str, Any]]]:
+        """Apply ``action`` to ``text`` (or to the original prompt, without ``compose``), then generate code.
+
+        Returns the candidate and what the action did (mutation or rewrite details) for the step log.
+        """
+        extra: dict[str, Any] = {}
+        if action == 0:
+            text = self.base_text(text)
+        elif action == 1:
+            mutation = self.mutate(self.base_text(text))
+            text, extra["mutation"] = mutation.text, mutation.as_dict()
+        elif action == 2:
+            if self.remaining("rewriter") > 0:
+                rewrite = yield from self.rewrite(self.base_text(text), last_feedback)
+                text, extra["rewrite"] = rewrite.text, rewrite.as_dict()
+            else:
+                extra["rewrite"] = {"valid": False, "reason": "rewriter budget spent"}
+        elif action != 0:
+            raise ValueError(f"unknown action {action!r}")
+        candidate = yield from self.code(text)
+        return candidate, extra
 
     # -- bookkeeping ----------------------------------------------------
     def base_text(self, current: str) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from promis_repro.generation.base import ChatPrompt
 from promis_repro.generation.prompts import SYSTEM
 from promis_repro.strategies.actions import EpisodeContext
@@ -58,19 +56,9 @@ def random_hybrid(ctx: EpisodeContext) -> Episode:
         if ctx.remaining("generator") <= 0:
             break
         action = int(ctx.rng.integers(3))
-        extra: dict[str, Any] = {}
-        if action == 1:
-            mutation = ctx.mutate(ctx.base_text(text))
-            text, extra["mutation"] = mutation.text, mutation.as_dict()
-        elif action == 2:
-            if ctx.remaining("rewriter") > 0:
-                rewrite = yield from ctx.rewrite(ctx.base_text(text), last_feedback)
-                text, extra["rewrite"] = rewrite.text, rewrite.as_dict()
-            else:
-                extra["rewrite"] = {"valid": False, "reason": "rewriter budget spent"}
-        candidate = yield from ctx.code(text)
+        candidate, extra = yield from ctx.act(action, text, last_feedback)
         ctx.log(action, candidate, **extra)
-        last_feedback = candidate.feedback.text
+        text, last_feedback = candidate.text, candidate.feedback.text
         if candidate.feedback.passed:
             break
     return ctx.finish()

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from promis_repro.errors import UserError
-from promis_repro.strategies.rewrite import DEFAULT_TEMPLATE
+from promis_repro.strategies.rewrite import DEFAULT_TEMPLATE, EPIC_TEMPLATE
 
 
 @dataclass(frozen=True)
@@ -31,16 +31,19 @@ class StrategyConfig:
     mutation_threshold: float = 0.8
     mutation_top_k: int = 10
     embedder: str = "all-minilm-l6-v2"
-    # feedback: selfgen asks for this many asserts once per task
-    selfgen_tests: int = 5
+    # feedback: selfgen asks for this many tests once per task (EPiC writes 10, Reflexion 1; others 5)
+    selfgen_tests: dict[str, int] = field(default_factory=lambda: {"epic": 10, "reflexion": 1, "default": 5})
     # epic
     epic_accept_original: float = 0.8
     epic_population: int = 4  # LLM rewrites beside the original
     epic_accept_best: float = 0.6
     epic_generations: int = 4
     epic_min_gain: float = 0.015
+    epic_rewriter_temperature: float = 0.9  # EPiC samples its rewrites at 0.9
+    epic_rewrite_template: str = EPIC_TEMPLATE
     # reflexion
-    reflexion_max_iters: int = 2
+    reflexion_max_iters: int = 2  # counts the first implementation (Reflexion's example script: 2)
+    reflexion_temperature: float = 0.0  # Reflexion writes code greedily
     # self_correct
     self_correct_turns: int = 2
     # compose: actions edit the current prompt (True) or the original one (the public code)
@@ -64,6 +67,9 @@ class StrategyConfig:
             if getattr(config, key) < 1:
                 raise UserError(f"{where}: {key} must be >= 1")
         return config
+
+    def selfgen_count(self, strategy: str) -> int:
+        return int(self.selfgen_tests.get(strategy, self.selfgen_tests.get("default", 5)))
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -139,7 +139,10 @@ def drive(
             return
         if isinstance(request, Generate):
             used = ledgers[key].count(request.role)
-            if request.purpose != "tests" and used >= budgets.limit(request.role):
+            if request.purpose == "tests":
+                if ledgers[key].calls.get(f"{request.role}:tests", 0) >= 1:
+                    raise BudgetExceeded(f"{key}: only one test-writing call per task")
+            elif used >= budgets.limit(request.role):
                 raise BudgetExceeded(f"{key}: {request.role} budget of {budgets.limit(request.role)} calls is spent")
         pending[key] = request
 

@@ -2,7 +2,8 @@
 
 1. Generate from the original prompt; accept it if it passes >= ``epic_accept_original``
    of the feedback tests.
-2. Population = the original + ``epic_population`` LLM rewrites; fitness = fraction of
+2. Population = the original + ``epic_population`` LLM rewrites (``epic_rewrite_template``,
+   temperature 0.9, no feedback shown, as EPiC asks for a fuller restatement); fitness = fraction of
    feedback tests passed.
 3. After each generation: accept a candidate at fitness 1.0, or the best at
    >= ``epic_accept_best``; otherwise the next generation is 1 survivor plus
@@ -11,7 +12,9 @@
 4. At most ``epic_generations`` generations; the run stops early when a generation
    solves <= ``epic_min_gain`` more of the run's problems (a dataset-level rule:
    all tasks of a run meet at a barrier after every generation).
-Without acceptance the best candidate found is the answer. EPiC's tests are
+Without acceptance the best candidate found is the answer. The per-task budget caps EPiC like every
+strategy (10 generator calls: original, 4 rewrites, 4 mutants, then a cut third generation); the
+trajectory records ``budget_exhausted``. EPiC's tests are
 LLM-written (``--feedback selfgen``); ``visible`` and ``oracle`` are also allowed.
 """
 
@@ -56,7 +59,9 @@ def epic(ctx: EpisodeContext) -> Episode:
     for _ in range(c.epic_population):
         if ctx.remaining("generator") <= 0 or ctx.remaining("rewriter") <= 0:
             break
-        rewrite = yield from ctx.rewrite(ctx.parts.text, original.feedback.text)
+        rewrite = yield from ctx.rewrite(
+            ctx.parts.text, original.feedback.text, c.epic_rewrite_template, c.epic_rewriter_temperature
+        )
         candidate = yield from ctx.code(rewrite.text)
         ctx.log(2, candidate, rewrite=rewrite.as_dict(), epic_generation=1)
         population.append(candidate)
@@ -83,4 +88,4 @@ def epic(ctx: EpisodeContext) -> Episode:
             next_population.append(candidate)
         population = next_population
         generation += 1
-    return ctx.finish(accepted=None, generations=generation)
+    return ctx.finish(accepted=None, generations=generation, budget_exhausted=ctx.remaining("generator") <= 0)

@@ -115,11 +115,15 @@ class FeedbackSuite:
 
 
 def fixed_suite(task: Task, mode: str) -> FeedbackSuite:
-    """The suite for ``visible`` or ``oracle``; ``selfgen`` suites come from ``selfgen_suite``."""
+    """The suite for ``visible`` or ``oracle``; ``selfgen`` suites come from ``selfgen_suite``.
+
+    Only the oracle suite keeps the full task (its expected outputs come from the reference
+    solution); a visible suite holds the public view, so not even ``suite._task`` leads to hidden tests.
+    """
     if check_mode(mode) == "oracle":
         return FeedbackSuite(task, mode, task.hidden_tests)
     if mode == "visible":
-        return FeedbackSuite(task, mode, task.visible_tests)
+        return FeedbackSuite(public_view(task), mode, task.visible_tests)
     raise ValueError("selfgen suites are built from generated tests")
 
 

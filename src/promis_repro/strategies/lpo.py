@@ -113,20 +113,32 @@ def run_instruction(
         )
         episodes[task.task_id], ledgers[task.task_id] = episode(ctx), ctx.ledger
     results = drive(episodes, call_model, ledgers, tools.budget)
-    rows = []
-    for task in tasks:
-        step = results[task.task_id].steps[-1]
-        rows.append({"task": task, "step": step})
-    return rows
+    return [{"task": task, "step": results[task.task_id].steps[-1], "ledger": ledgers[task.task_id]} for task in tasks]
 
 
-def _ask(call_model: ModelCall, tools: Tools, text: str, seed: int) -> str:
+def _charge(state: dict[str, Any], role: str, calls: int, tokens: int, seconds: float) -> None:
+    """Training cost in the checkpointed state, so a resumed run reports the whole run's cost."""
+    cost = state.setdefault("cost", {"generator_calls": 0, "rewriter_calls": 0, "tokens": 0, "model_seconds": 0.0})
+    cost[f"{role}_calls"] += calls
+    cost["tokens"] += tokens
+    cost["model_seconds"] = round(cost["model_seconds"] + seconds, 4)
+
+
+def _charge_rows(state: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        ledger = row["ledger"].as_dict()
+        _charge(state, "generator", ledger["generator_calls"], ledger["tokens"], sum(ledger["model_seconds"].values()))
+
+
+def _ask(call_model: ModelCall, tools: Tools, text: str, seed: int, state: dict[str, Any]) -> str:
     from dataclasses import replace
 
     from promis_repro.generation.base import ChatPrompt
 
     settings = replace(tools.rewriter_settings(), seed=seed)
-    return call_model("rewriter", [ChatPrompt(messages=(("user", text),))], settings)[0].text
+    completion = call_model("rewriter", [ChatPrompt(messages=(("user", text),))], settings)[0]
+    _charge(state, "rewriter", 1, completion.prompt_tokens + completion.completion_tokens, completion.seconds)
+    return completion.text
 
 
 def optimize_instruction(
@@ -145,7 +157,8 @@ def optimize_instruction(
         raise UserError("lpo needs a rewriter model (--rewriter) for its debugger and optimizer prompts")
     state_path = out / "lpo_state.json"
     identity = config_hash(
-        {
+        {"models": [tools.generator_spec.identity(), tools.rewriter_spec.identity()]}
+        | {
             "cfg": cfg,
             "seed": tools.seed,
             "train": [t.task_id for t in train],
@@ -176,6 +189,7 @@ def optimize_instruction(
 
     def evaluate(index: int) -> None:
         rows = run_instruction(tools, call_model, selection, state["instruction"], "selection")
+        _charge_rows(state, rows)
         score = float(np.mean([r["step"]["feedback"]["soft"] for r in rows])) if rows else 0.0
         passed = float(np.mean([r["step"]["feedback"]["passed"] for r in rows])) if rows else 0.0
         state["evaluations"].append(
@@ -192,6 +206,7 @@ def optimize_instruction(
             break
         tasks = [train[i] for i in batches[index]]
         rows = run_instruction(tools, call_model, tasks, state["instruction"], "train")
+        _charge_rows(state, rows)
         failures = [r for r in rows if not r["step"]["feedback"]["passed"]][: cfg["max_failures_shown"]]
         entry: dict[str, Any] = {
             "batch": index,
@@ -205,9 +220,9 @@ def optimize_instruction(
                 for r in failures
             )
             debug = DEBUGGER_TEMPLATE.format(instruction=state["instruction"], failures=shown)
-            analysis = _ask(call_model, tools, debug, derive_seed(tools.seed, "lpo-debug", index))
+            analysis = _ask(call_model, tools, debug, derive_seed(tools.seed, "lpo-debug", index), state)
             optimize = OPTIMIZER_TEMPLATE.format(instruction=state["instruction"], analysis=analysis)
-            proposal = _ask(call_model, tools, optimize, derive_seed(tools.seed, "lpo-optimize", index))
+            proposal = _ask(call_model, tools, optimize, derive_seed(tools.seed, "lpo-optimize", index), state)
             new = parse_instruction(proposal)
             entry.update(analysis=analysis, proposal=proposal, accepted=new is not None)
             if new is not None:

@@ -173,8 +173,10 @@ class LexicalMutator:
             return ()
         vectors = embed([lemma, *names], self.embedder)
         similarity = vectors[1:] @ vectors[0]
-        ranked = [names[i] for i in np.argsort(-similarity, kind="stable")[: self.top_k]]
-        return tuple(name + suffix for name in ranked)
+        ranked = [names[i] for i in np.argsort(-similarity, kind="stable")]
+        # re-inflected forms must be real forms of the synonym ("matches" -> not "equales")
+        inflected = [n + suffix for n in ranked if not suffix or self.wordnet.morphy(n + suffix, pos) == n]
+        return tuple(inflected[: self.top_k])
 
     def _variant(self, text: str, spots: list[tuple[int, int, str, str]], rng: np.random.Generator):
         pieces, replaced, last = [], [], 0

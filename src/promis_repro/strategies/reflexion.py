@@ -1,13 +1,13 @@
 """Reflexion's programming loop (Shinn et al.), with its prompts' structure.
 
-Internal tests are the feedback suite (Reflexion writes its own: ``--feedback
-selfgen``). First implementation; while the internal tests fail and
-``reflexion_max_iters`` allows: a self-reflection on the failing code and its
-test results, then an improved implementation that sees the previous code,
-the results and the reflection. Stops as soon as the internal tests pass. The
-answer is the last implementation (Reflexion does not select by tests); the
-hidden tests score it once, afterwards. A reflection is a generator call and
-counts against the budget.
+Internal tests are the feedback suite (Reflexion writes its own, one per problem: ``--feedback
+selfgen``). First implementation; then, while the internal tests fail and ``reflexion_max_iters``
+allows (it counts the first implementation, as in Reflexion's code): a self-reflection on the
+failing code and its test results, then an improved implementation that sees the previous code,
+the results and the reflection. Code is written greedily (``reflexion_temperature`` 0). Stops as
+soon as the internal tests pass. The answer is the last implementation (Reflexion does not select
+by tests); the hidden tests score it once, afterwards. A reflection is a generator call and counts
+against the budget.
 """
 
 from __future__ import annotations
@@ -36,9 +36,11 @@ def _commented(text: str) -> str:
 
 def reflexion(ctx: EpisodeContext) -> Episode:
     spec = ctx.tools.generator_spec
-    implementation = yield from ctx.code(ctx.parts.text)
+    temperature = ctx.config.reflexion_temperature
+    implementation = yield from ctx.code(ctx.parts.text, temperature=temperature)
     ctx.log(0, implementation, reflexion_iteration=0)
-    for iteration in range(1, ctx.config.reflexion_max_iters + 1):
+    # Reflexion counts the first implementation among its max_iters
+    for iteration in range(1, ctx.config.reflexion_max_iters):
         if implementation.feedback.passed or ctx.remaining("generator") < 2:
             break
         results = f"[unit test results]:\n{implementation.feedback.text}"
@@ -47,18 +49,20 @@ def reflexion(ctx: EpisodeContext) -> Episode:
             ask = ChatPrompt(text=f"{_commented(implementation.code)}\n{_commented(results)}\n# Why this fails:\n#")
         else:
             ask = ChatPrompt(messages=(("system", REFLECTION_SYSTEM), ("user", f"{previous}\n\n{results}")))
-        reflection = (yield from ctx.ask("generator", ask, "reflection")).text.strip()
+        reflection = (yield from ctx.ask("generator", ask, "reflection", temperature=temperature)).text.strip()
         task_text = ctx.model_prompt(ctx.parts.text)
         if spec.prompt_format == "completion":
             prefix = completion_prefix(ctx.task, ctx.parts.text)
             text = f"{_commented(implementation.code)}\n{_commented(results)}\n{_commented(reflection)}\n{prefix}"
-            implementation = yield from ctx.code(ctx.parts.text, prompt=ChatPrompt(text=text), prefix=text)
+            implementation = yield from ctx.code(
+                ctx.parts.text, prompt=ChatPrompt(text=text), prefix=text, temperature=temperature
+            )
         else:
             user = (
                 f"{task_text.messages[-1][1]}\n{previous}\n\n{results}\n\n[reflection on previous impl]:\n"
                 f"{reflection}\n\n[improved impl]:"
             )
             prompt = ChatPrompt(messages=(("system", IMPROVE_SYSTEM), ("user", user)))
-            implementation = yield from ctx.code(ctx.parts.text, prompt=prompt)
+            implementation = yield from ctx.code(ctx.parts.text, prompt=prompt, temperature=temperature)
         ctx.log("reflexion", implementation, reflexion_iteration=iteration, reflection=reflection)
     return ctx.finish(implementation)

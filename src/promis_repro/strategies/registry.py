@@ -21,14 +21,15 @@ STRATEGIES: dict[str, EpisodeFunction | None] = {
     "epic": epic,
     "reflexion": reflexion,
     "self_correct": baselines.self_correct,
-    "lpo": None,  # needs a trained instruction: built by the runner
-    "ppo": None,  # needs a trained policy (the agent)
-    "rl_rewriter": None,  # needs a trained rewriter adapter (the agent)
+    # these need what ``promis-repro train`` wrote (``--trained DIR``); the runner builds them
+    "lpo": None,  # direct generation with the trained instruction
+    "ppo": None,  # the trained policy picks each step's action
+    "rl_rewriter": baselines.rewrite_only,  # rewrite_only with the GRPO-trained rewriter adapter
 }
+#: strategies that need a training run's output
+NEEDS_TRAINING = ("lpo", "ppo", "rl_rewriter")
 #: strategies that use the rewriter model
 USES_REWRITER = ("rewrite_only", "random_hybrid", "epic", "lpo", "ppo", "rl_rewriter")
-#: the agent strategies register a factory here: (run options) -> episode function
-AGENT_FACTORIES: dict[str, Callable[..., EpisodeFunction]] = {}
 
 
 def check_strategy(name: str) -> str:

@@ -25,12 +25,19 @@ DEFAULT_TEMPLATE = (
     "edge cases the feedback reveals. Do not write any code.\n"
     'Start your answer with "Here is the rewritten prompt:".'
 )
+#: EPiC's initial-population request: a richer restatement of the task (it shows no test feedback)
+EPIC_TEMPLATE = (
+    "Rewrite the following programming task description so that it is complete and unambiguous: state the "
+    "function name {function}, the types of its inputs and of its output, and what it must return, including "
+    "edge cases. Do not write code.\nTask description:\n{description}\n\n"
+    'Start your answer with "Here is the rewritten prompt:".'
+)
 FALLBACK = "Write a Python function named {function} that performs the intended task described as: {description}"
 CODE = re.compile(
     r"```|^\s*(def |class |import |from \S+ import |return\b|assert\b|for .+:\s*$|while .+:\s*$|if .+:\s*$|>>>)",
     re.MULTILINE,
 )
-ALTERNATIVES = re.compile(r"^\s*(\d+[.)]|alternatively\b|option \d)", re.IGNORECASE | re.MULTILINE)
+ALTERNATIVES = re.compile(r"^\s*(\d+[.)]\s|alternatively\b|option \d)", re.IGNORECASE | re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -44,11 +51,12 @@ class RewriteResult:
 
 
 def rewrite_request(template: str, description: str, function: str | None, feedback: str) -> str:
-    return template.format(
-        description=description.strip(),
-        function=function or "the program",
-        feedback=feedback.strip() or "(no feedback yet)",
-    )
+    values = {
+        "description": description.strip(),
+        "function": function or "the program",
+        "feedback": feedback.strip() or "(no feedback yet)",
+    }
+    return template.format_map(values)
 
 
 def validate_rewrite(output: str, function: str | None) -> tuple[str | None, str]:
@@ -65,11 +73,11 @@ def validate_rewrite(output: str, function: str | None) -> tuple[str | None, str
     description = paragraphs[0].strip().strip('"').strip("'").strip()
     if CODE.search(body):
         return None, "contains code"
-    if ALTERNATIVES.search(body) and len(paragraphs) > 1:
+    if ALTERNATIVES.search(body):
         return None, "several alternative descriptions"
     if len(description.split()) < 4:
         return None, "too short"
-    if function and function not in description:
+    if function and re.search(rf"(?<![A-Za-z0-9_]){re.escape(function)}(?![A-Za-z0-9_])", description) is None:
         return None, f"does not name the function {function}"
     return description, "ok"
 

@@ -12,10 +12,10 @@ from typing import Any
 from tqdm import tqdm
 
 from promis_repro.data.registry import load_benchmark
-from promis_repro.data.task import Task
+from promis_repro.data.task import StdioTests, Task
 from promis_repro.errors import UserError
 from promis_repro.generation.base import ChatPrompt, Completion, DecodingSettings
-from promis_repro.generation.registry import get_model
+from promis_repro.generation.registry import ModelSpec, get_model
 from promis_repro.generation.service import CachedGenerator
 from promis_repro.io import atomic_write_json, atomic_write_jsonl
 from promis_repro.provenance import provenance
@@ -33,7 +33,7 @@ from promis_repro.strategies.feedback import (
     selfgen_suite,
 )
 from promis_repro.strategies.prompt_parts import editable_parts
-from promis_repro.strategies.registry import AGENT_FACTORIES, STRATEGIES, USES_REWRITER, check_strategy
+from promis_repro.strategies.registry import NEEDS_TRAINING, STRATEGIES, USES_REWRITER, check_strategy
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +41,14 @@ log = logging.getLogger(__name__)
 class Models:
     """The generator and the rewriter behind the cache (one instance when they are the same model)."""
 
-    def __init__(self, generator: str, rewriter: str | None, **options: Any) -> None:
+    def __init__(
+        self, generator: str, rewriter: str | None, rewriter_spec: ModelSpec | None = None, **options: Any
+    ) -> None:
         self.generator = CachedGenerator(get_model(generator), **options)
         self.rewriter = None
-        if rewriter is not None:
+        if rewriter_spec is not None:
+            self.rewriter = CachedGenerator(rewriter_spec, **options)
+        elif rewriter is not None:
             self.rewriter = self.generator if rewriter == generator else CachedGenerator(get_model(rewriter), **options)
         for model in (self.generator, self.rewriter):
             if model is not None and model.spec.role == "embedder":
@@ -59,17 +63,25 @@ class Models:
         return model.generate(prompts, settings)
 
 
+def selfgen_prompt(ctx: EpisodeContext, n: int) -> tuple[ChatPrompt, str]:
+    """The test-writing prompt (the task as the generator sees it: signature, shown examples) and its answer prefix."""
+    spec = ctx.tools.generator_spec
+    shown = ctx.model_prompt(ctx.parts.text)
+    task_text = shown.messages[-1][1] if shown.messages else shown.text
+    if spec.prompt_format != "completion":
+        return ChatPrompt(messages=(("user", selfgen_request(ctx.task, task_text, n)),)), ""
+    # completion models continue a commented task with the first test's opening
+    commented = "\n".join(f"# {line}" for line in task_text.strip().splitlines())
+    if ctx.task.entry_point and not isinstance(ctx.task.visible_tests, StdioTests):
+        prefix = f"assert {ctx.task.entry_point.split('().')[0]}("
+        return ChatPrompt(text=f"{commented}\n\n# Test cases:\n{prefix}"), prefix
+    prefix = "<input>\n"
+    return ChatPrompt(text=f"{commented}\n\n# Example test cases:\n{prefix}"), prefix
+
+
 def with_selfgen(ctx: EpisodeContext, build_suite: Callable[[str], FeedbackSuite], body: Episode) -> Episode:
     """First ask the generator for its own tests (one call, outside the code budget), then run ``body``."""
-    spec = ctx.tools.generator_spec
-    request = selfgen_request(ctx.task, ctx.parts.text, ctx.config.selfgen_tests)
-    if spec.prompt_format == "completion":
-        name = ctx.task.entry_point or "solution"
-        prompt = ChatPrompt(text=f'"""\n{ctx.parts.compose(ctx.parts.text).strip()}\n"""\n# tests\nassert {name}(')
-        prefix = f"assert {name}("
-    else:
-        prompt = ChatPrompt(messages=(("user", request),))
-        prefix = ""
+    prompt, prefix = selfgen_prompt(ctx, ctx.config.selfgen_count(ctx.strategy))
     completion = yield from ctx.ask("generator", prompt, "tests")
     ctx.suite = build_suite(prefix + completion.text)
     ctx.trajectory.info["selfgen_tests"] = ctx.suite.describe()["tests"]
@@ -77,20 +89,23 @@ def with_selfgen(ctx: EpisodeContext, build_suite: Callable[[str], FeedbackSuite
     return result
 
 
-def episode_function(strategy: str, options: dict[str, Any]) -> Callable[[EpisodeContext], Episode]:
+def episode_function(strategy: str, tasks: list[Task], options: dict[str, Any]) -> Callable[[EpisodeContext], Episode]:
+    trained = options.get("trained")
+    if strategy in NEEDS_TRAINING and not trained:
+        raise UserError(f"strategy {strategy} needs what promis-repro train --agent {strategy} wrote: --trained DIR")
     if strategy == "lpo":
         from promis_repro.strategies.lpo import load_instruction, lpo_episode
 
-        source = options.get("lpo_dir") or options["config"].lpo.get("instruction_file")
-        if not source:
-            raise UserError("strategy lpo needs its trained instruction: --lpo-dir DIR (from promis-repro train)")
-        return lpo_episode(load_instruction(source))
+        return lpo_episode(load_instruction(trained))
+    if strategy == "ppo":
+        from promis_repro.agent.ppo import load_policy, policy_episode
+
+        policy, embeddings = load_policy(trained)
+        return policy_episode(policy, embeddings, {t.task_id: i / len(tasks) for i, t in enumerate(tasks)})
     function = STRATEGIES[strategy]
-    if function is not None:
-        return function
-    if strategy not in AGENT_FACTORIES:
-        raise UserError(f"strategy {strategy} needs a trained agent; train it with promis-repro train --agent")
-    return AGENT_FACTORIES[strategy](**options)
+    if function is None:  # pragma: no cover - every name above is handled
+        raise UserError(f"strategy {strategy} has no episode function")
+    return function
 
 
 def run_strategy(
@@ -109,21 +124,24 @@ def run_strategy(
     check_mode(feedback)
     if strategy in USES_REWRITER and models.rewriter is None:
         raise UserError(f"strategy {strategy} needs a rewriter model (--rewriter)")
-    function = episode_function(strategy, {"config": config, "models": models, **(options or {})})
+    function = episode_function(strategy, tasks, options or {})
     tools = Tools(
         models.generator.spec, models.rewriter.spec if models.rewriter else None, config, reward or RewardConfig(), seed
     )
     episodes: dict[str, Episode] = {}
     contexts: dict[str, EpisodeContext] = {}
     for task in tasks:
-        suite = FeedbackSuite(task, "selfgen", None) if feedback == "selfgen" else fixed_suite(task, feedback)
+        # visible and selfgen suites are built from the public view: only oracle's holds the full task
+        suite = (
+            FeedbackSuite(public_view(task), "selfgen", None) if feedback == "selfgen" else fixed_suite(task, feedback)
+        )
         ctx = EpisodeContext(public_view(task), editable_parts(task), suite, tools, strategy)
         body = function(ctx)
         if feedback == "selfgen":
-            limit = config.selfgen_tests
+            limit = config.selfgen_count(strategy)
 
             def build(text: str, task: Task = task, limit: int = limit) -> FeedbackSuite:
-                return selfgen_suite(task, text, limit)
+                return selfgen_suite(public_view(task), text, limit)
 
             body = with_selfgen(ctx, build, body)
         episodes[task.task_id], contexts[task.task_id] = body, ctx
@@ -168,7 +186,18 @@ def run_to_directory(
         raise UserError(f"benchmark {benchmark} has no tasks to run (limit {limit})")
     if strategy not in USES_REWRITER:
         rewriter = None  # recorded as unused
-    models = Models(model, rewriter, batch_size=batch_size)
+    rewriter_spec = None
+    if strategy == "rl_rewriter":
+        from promis_repro.agent.grpo import adapter_spec
+
+        if not (options or {}).get("trained"):
+            raise UserError(
+                "strategy rl_rewriter needs what promis-repro train --agent rl_rewriter wrote: --trained DIR"
+            )
+        if rewriter is None:
+            raise UserError("strategy rl_rewriter needs the base rewriter model (--rewriter)")
+        rewriter_spec = adapter_spec(get_model(rewriter), options["trained"])
+    models = Models(model, rewriter, batch_size=batch_size, rewriter_spec=rewriter_spec)
     started = time.perf_counter()
     trajectories, suites = run_strategy(
         strategy,
@@ -240,6 +269,8 @@ def run_to_directory(
         ),
     }
     out = Path(out)
+    # samples.jsonl marks a complete run: drop an old one first, so a crash below never pairs it with new files
+    (out / "samples.jsonl").unlink(missing_ok=True)
     atomic_write_jsonl(out / "trajectories.jsonl", steps)
     atomic_write_json(out / "cost.json", cost)
     # samples last: its presence marks a complete run

@@ -1,0 +1,181 @@
+"""The prompt-refinement environment (gymnasium): one episode = one task of the MBPP train pool.
+
+Actions ``Discrete(3)`` in the paper's numbering (0 direct, 1 mutate, 2 rewrite); each step applies
+the action to the current prompt (``compose``, default) or to the original one (the public code's
+behaviour), generates code and runs it on the task's feedback tests. The episode terminates when
+every feedback test passes and is truncated after ``max_steps`` (10). Rewards: ``rewards.py``.
+
+Training tasks must come from the decontaminated MBPP pools (``data/pools.py``): the environment
+refuses any other task, so the policy never sees an evaluation task or its tests. The same class
+serves the test-time rollout of the ``ppo`` strategy, with the feedback suite the run chose.
+
+Sampling seeds and mutation randomness are derived from (seed, episode, step), so an episode is a
+pure function of the environment's state and a resumed training run replays exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+
+from promis_repro.agent.features import observation_size, observe
+from promis_repro.data.task import Task
+from promis_repro.errors import UserError
+from promis_repro.rewards import step_reward
+from promis_repro.strategies.actions import ACTION_NAMES, EpisodeContext, Tools
+from promis_repro.strategies.engine import Budget, ModelCall, derive_seed, drive
+from promis_repro.strategies.feedback import FeedbackSuite, public_view
+from promis_repro.strategies.prompt_parts import editable_parts
+
+TRAINING_SPLITS = ("train", "validation")
+OBSERVATION_HIGH = 100.0
+
+
+def check_training_tasks(tasks: list[Task]) -> None:
+    """Only MBPP train/validation tasks (the pools) may be used for training and selection."""
+    for task in tasks:
+        if task.benchmark != "mbpp" or task.extra.get("split") not in TRAINING_SPLITS:
+            raise UserError(
+                f"task {task.benchmark}/{task.task_id} is not from the MBPP train or selection pool; "
+                "agents train on the decontaminated pools only"
+            )
+
+
+def run_sync(episode: Any, call_model: ModelCall, ctx: EpisodeContext) -> Any:
+    """Run one coroutine (a step) to completion against the models, under the context's budget."""
+    return drive({0: episode}, call_model, {0: ctx.ledger}, Budget(10**9, 10**9))[0]
+
+
+class PromptEnv(gym.Env):
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+
+    def __init__(
+        self,
+        tasks: list[Task],
+        tools: Tools,
+        call_model: ModelCall,
+        *,
+        suite_for: Callable[[Task], FeedbackSuite] | None = None,
+        embeddings: bool = False,
+        training: bool = True,
+    ) -> None:
+        super().__init__()
+        if training:
+            check_training_tasks(tasks)
+        if not tasks:
+            raise UserError("the environment needs at least one task")
+        self.tasks = tasks
+        self.tools = tools
+        self.call_model = call_model
+        self.suite_for = suite_for or (lambda task: FeedbackSuite(task, "train", task.hidden_tests))
+        self.embeddings = embeddings
+        self.max_steps = tools.config.max_steps
+        self.action_space = gym.spaces.Discrete(3)
+        size = observation_size(embeddings)
+        # features are >= 0 and embeddings in [-1, 1]; lengths are clipped at the upper bound
+        self.observation_space = gym.spaces.Box(-1.0, OBSERVATION_HIGH, shape=(size,), dtype=np.float32)
+        self.episode = -1
+        self.ctx: EpisodeContext | None = None
+        self.state: dict[str, Any] = {}
+        #: one row per finished episode (learning curves)
+        self.finished: list[dict[str, Any]] = []
+
+    # -- state (for checkpoints) ----------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        return {"episode": self.episode, "state": dict(self.state), "finished": list(self.finished)}
+
+    def set_state(self, saved: dict[str, Any]) -> None:
+        self.episode = saved["episode"]
+        self.finished = list(saved["finished"])
+        self.state = dict(saved["state"])
+        if self.state:
+            self.ctx = self._context(self.state["task_index"], self.episode)
+            self.ctx._calls = dict(self.state["calls"])
+            self.ctx._previous_soft = self.state["previous_soft"]
+
+    # -- gymnasium API ------------------------------------------------------------------------------
+    def _context(self, index: int, episode: int) -> EpisodeContext:
+        task = self.tasks[index]
+        # one mutator (WordNet, tagger, synonym cache) for every episode
+        tools = replace(self.tools, seed=derive_seed(self.tools.seed, "episode", episode), _mutator=self.tools.mutator)
+        return EpisodeContext(public_view(task), editable_parts(task), self.suite_for(task), tools, "ppo")
+
+    def _observation(self) -> np.ndarray:
+        assert self.ctx is not None
+        s = self.state
+        observation = observe(
+            self.ctx.parts.compose(s["text"]),
+            s["feedback_count"],
+            s["step"],
+            s["task_index"] / len(self.tasks),
+            s["last_feedback"],
+            embeddings=self.embeddings,
+            embedder=self.tools.config.embedder,
+        )
+        return np.clip(observation, -1.0, OBSERVATION_HIGH).astype(np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self.episode += 1
+        if options and "task_index" in options:
+            index = int(options["task_index"])
+        else:
+            index = int(
+                np.random.default_rng(derive_seed(self.tools.seed, "task", self.episode)).integers(len(self.tasks))
+            )
+        self.ctx = self._context(index, self.episode)
+        self.state = {
+            "task_index": index,
+            "text": self.ctx.parts.text,
+            "step": 0,
+            "feedback_count": 0,
+            "last_feedback": "",
+            "previous_soft": 0.0,
+            "return": 0.0,
+            "actions": [0, 0, 0],
+            "best_soft": 0.0,
+            "passed": False,
+            "calls": dict(self.ctx._calls),
+        }
+        return self._observation(), {"task_id": self.tasks[index].task_id}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        assert self.ctx is not None, "call reset() first"
+        action = int(action)
+        s = self.state
+        ctx = self.ctx
+        ctx.rng = np.random.default_rng(derive_seed(self.tools.seed, "mutation", self.episode, s["step"]))
+        candidate, extra = run_sync(ctx.act(action, s["text"], s["last_feedback"]), self.call_model, ctx)
+        feedback = candidate.feedback
+        reward = step_reward(self.tools.reward, feedback.passed, feedback.soft, s["previous_soft"])
+        ctx.log(action, candidate, **extra)
+        s["text"], s["last_feedback"], s["previous_soft"] = candidate.text, feedback.text, feedback.soft
+        s["step"] += 1
+        s["feedback_count"] += 1
+        s["return"] += reward
+        s["actions"][action] += 1
+        s["best_soft"] = max(s["best_soft"], feedback.soft)
+        s["passed"] = s["passed"] or feedback.passed
+        s["calls"] = dict(ctx._calls)
+        terminated = feedback.passed
+        truncated = not terminated and s["step"] >= self.max_steps
+        info = {"task_id": ctx.task.task_id, "action_name": ACTION_NAMES[action], "soft": feedback.soft}
+        if terminated or truncated:
+            self.finished.append(
+                {
+                    "episode": self.episode,
+                    "task_id": ctx.task.task_id,
+                    "return": round(s["return"], 6),
+                    "length": s["step"],
+                    "passed": s["passed"],
+                    "best_soft": s["best_soft"],
+                    "action_0": s["actions"][0],
+                    "action_1": s["actions"][1],
+                    "action_2": s["actions"][2],
+                }
+            )
+        return self._observation(), float(reward), terminated, truncated, info

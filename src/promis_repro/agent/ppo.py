@@ -1,0 +1,340 @@
+"""PPO training (stable-baselines3) on the prompt environment, resumable, and the ``ppo`` strategy.
+
+Defaults are the paper's hyper-parameters: learning rate 3e-4, gamma 0.99, clip 0.2, 4 epochs,
+value coefficient 0.5, entropy coefficient 0.01, gradient-norm clip 0.5; ``gae_lambda`` 1.0 gives
+the public code's Monte-Carlo returns; actor and critic are 128-128-64 tanh MLPs (the public code's
+128-128 trunk with 64-unit heads). Training sees only the decontaminated MBPP train pool; every
+``eval_every`` timesteps the policy is rolled out on the selection pool and the best one is kept.
+
+Checkpoints are taken after every PPO update (a rollout boundary): the SB3 model (policy, optimizer,
+timestep counter, last observation), the environment's state and the torch/numpy/python random
+states, written into a fresh directory that a pointer file then names atomically. A killed run
+restarted with the same arguments resumes there and ends where an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import random
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from promis_repro.agent.env import PromptEnv, check_training_tasks
+from promis_repro.agent.features import observe
+from promis_repro.data.task import Task
+from promis_repro.errors import UserError
+from promis_repro.io import atomic_write_json, atomic_write_text
+from promis_repro.provenance import config_hash
+from promis_repro.strategies.actions import EpisodeContext, Tools
+from promis_repro.strategies.engine import Episode, ModelCall, drive
+from promis_repro.strategies.feedback import FeedbackSuite, public_view
+from promis_repro.strategies.prompt_parts import editable_parts
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    total_timesteps: int = 10_000  # the public code: 1000 episodes x 10 steps
+    n_steps: int = 128  # rollout length per update
+    batch_size: int = 64
+    n_epochs: int = 4
+    learning_rate: float = 3e-4
+    gamma: float = 0.99
+    gae_lambda: float = 1.0
+    clip_range: float = 0.2
+    vf_coef: float = 0.5
+    ent_coef: float = 0.01
+    max_grad_norm: float = 0.5
+    net_arch: tuple[int, ...] = (128, 128, 64)
+    embeddings: bool = False
+    eval_every: int = 1_000  # timesteps between selection-pool evaluations
+    selection_limit: int | None = None
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any] | None, where: str = "ppo config") -> PPOConfig:
+        import dataclasses
+
+        values = dict(values or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise UserError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+        if "net_arch" in values:
+            values["net_arch"] = tuple(values["net_arch"])
+        config = cls(**values)
+        if config.n_steps < 2 or config.total_timesteps < 1 or config.batch_size < 2:
+            raise UserError(f"{where}: n_steps and batch_size must be >= 2, total_timesteps >= 1")
+        return config
+
+
+# -- rollouts with a trained policy (selection evaluation and the test-time strategy) -------------------
+
+
+def policy_episode(policy: Any, embeddings: bool, position: dict[str, float]) -> Callable[[EpisodeContext], Episode]:
+    """The ``ppo`` strategy: at each step the policy picks an action from the observation; best by feedback."""
+
+    def episode(ctx: EpisodeContext) -> Episode:
+        text, last_feedback = ctx.parts.text, ""
+        for step in range(ctx.config.max_steps):
+            if ctx.remaining("generator") <= 0:
+                break
+            observation = observe(
+                ctx.parts.compose(text),
+                step,
+                step,
+                position.get(ctx.task.task_id, 0.0),
+                last_feedback,
+                embeddings=embeddings,
+                embedder=ctx.config.embedder,
+            )
+            observation = np.clip(observation, -1.0, 100.0)
+            action = int(policy.predict(observation, deterministic=True)[0])
+            candidate, extra = yield from ctx.act(action, text, last_feedback)
+            ctx.log(action, candidate, **extra)
+            text, last_feedback = candidate.text, candidate.feedback.text
+            if candidate.feedback.passed:
+                break
+        return ctx.finish()
+
+    return episode
+
+
+def evaluate_policy(policy: Any, embeddings: bool, tasks: list[Task], tools: Tools, call_model: ModelCall) -> dict:
+    """Mean best SoftPass and pass rate of the policy's rollouts on training-side tasks (their own tests)."""
+    check_training_tasks(tasks)
+    position = {t.task_id: i / len(tasks) for i, t in enumerate(tasks)}
+    function = policy_episode(policy, embeddings, position)
+    episodes, ledgers = {}, {}
+    for task in tasks:
+        suite = FeedbackSuite(task, "train", task.hidden_tests)
+        ctx = EpisodeContext(public_view(task), editable_parts(task), suite, tools, "ppo-selection")
+        episodes[task.task_id], ledgers[task.task_id] = function(ctx), ctx.ledger
+    results = drive(episodes, call_model, ledgers, tools.budget)
+    finals = [results[t.task_id] for t in tasks]
+    actions = [s["action"] for r in finals for s in r.steps]
+    return {
+        "soft_pass": float(np.mean([r.final_fitness or 0.0 for r in finals])),
+        "pass_rate": float(np.mean([(r.final_fitness or 0.0) >= 1.0 for r in finals])),
+        "action_counts": [actions.count(a) for a in range(3)],
+    }
+
+
+# -- training -------------------------------------------------------------------------------------------
+
+
+def _rng_state() -> dict[str, Any]:
+    import torch
+
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    import torch
+
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        atomic_write_text(path, "")
+        return
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
+
+
+class _Checkpoints:
+    """``checkpoints/NNNNNN/`` directories named by an atomically replaced ``checkpoint.json``."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.pointer = out / "checkpoint.json"
+
+    def latest(self) -> Path | None:
+        if not self.pointer.exists():
+            return None
+        return self.out / json.loads(self.pointer.read_text())["directory"]
+
+    def save(self, update: int, model: Any, extra: dict[str, Any]) -> None:
+        import torch
+
+        directory = self.out / "checkpoints" / f"{update:06d}"
+        if directory.exists():
+            shutil.rmtree(directory)
+        directory.mkdir(parents=True)
+        model.save(directory / "model.zip")
+        torch.save(extra, directory / "state.pt")
+        previous = self.latest()
+        atomic_write_json(self.pointer, {"directory": str(directory.relative_to(self.out)), "update": update})
+        if previous is not None and previous != directory and previous.exists():
+            shutil.rmtree(previous)
+
+    def load(self) -> tuple[Path, dict[str, Any]] | None:
+        import torch
+
+        directory = self.latest()
+        if directory is None:
+            return None
+        return directory / "model.zip", torch.load(directory / "state.pt", weights_only=False)
+
+
+def train_ppo(
+    tools: Tools,
+    call_model: ModelCall,
+    train: list[Task],
+    selection: list[Task],
+    out: Path,
+    config: PPOConfig,
+    *,
+    stop_after_updates: int | None = None,
+) -> dict[str, Any]:
+    """Train (or resume); returns the training summary. ``stop_after_updates`` ends this call early (tests)."""
+    import torch
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    check_training_tasks(train)
+    check_training_tasks(selection)
+    out.mkdir(parents=True, exist_ok=True)
+    seed = tools.seed
+    identity = config_hash(
+        {
+            "ppo": asdict(config),
+            "seed": seed,
+            "train": [t.task_id for t in train],
+            "selection": [t.task_id for t in selection],
+            "strategy": tools.config.as_dict(),
+            "reward": tools.reward.as_dict(),
+        }
+    )
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    env = PromptEnv(train, tools, call_model, embeddings=config.embeddings)
+    venv = DummyVecEnv([lambda: env])
+    checkpoints = _Checkpoints(out)
+    saved = checkpoints.load()
+    history: dict[str, Any] = {"evaluations": [], "updates": [], "best": None}
+    if saved is not None:
+        model_path, state = saved
+        if state["identity"] != identity:
+            raise UserError(f"{out} holds a checkpoint of a different training configuration; use a new --out")
+        # force_reset=False: keep the saved last observation; the environment resumes mid-episode
+        model = PPO.load(model_path, env=venv, device="cpu", force_reset=False)
+        env.set_state(state["env"])
+        history = state["history"]
+        _set_rng_state(state["rng"])
+        log.info("ppo: resumed at %d timesteps", model.num_timesteps)
+    else:
+        model = PPO(
+            "MlpPolicy",
+            venv,
+            learning_rate=config.learning_rate,
+            n_steps=config.n_steps,
+            batch_size=config.batch_size,
+            n_epochs=config.n_epochs,
+            gamma=config.gamma,
+            gae_lambda=config.gae_lambda,
+            clip_range=config.clip_range,
+            vf_coef=config.vf_coef,
+            ent_coef=config.ent_coef,
+            max_grad_norm=config.max_grad_norm,
+            seed=seed,
+            device="cpu",
+            verbose=0,
+            policy_kwargs={
+                "net_arch": {"pi": list(config.net_arch), "vf": list(config.net_arch)},
+                "activation_fn": torch.nn.Tanh,
+            },
+        )
+    selection_tools = Tools(
+        tools.generator_spec, tools.rewriter_spec, tools.config, tools.reward, seed, _mutator=tools._mutator
+    )
+    updates_now = 0
+    while model.num_timesteps < config.total_timesteps:
+        if stop_after_updates is not None and updates_now >= stop_after_updates:
+            return {"complete": False, "timesteps": model.num_timesteps}
+        before = model.num_timesteps
+        model.learn(total_timesteps=config.n_steps, reset_num_timesteps=False)
+        updates_now += 1
+        values = {k: float(v) for k, v in model.logger.name_to_value.items() if k.startswith("train/")}
+        history["updates"].append(
+            {
+                "update": len(history["updates"]) + 1,
+                "timesteps": model.num_timesteps,
+                **{k.split("/", 1)[1]: round(v, 6) for k, v in values.items()},
+            }
+        )
+        crossed = model.num_timesteps // config.eval_every > before // config.eval_every
+        if crossed or model.num_timesteps >= config.total_timesteps:
+            result = evaluate_policy(model.policy, config.embeddings, selection, selection_tools, call_model)
+            history["evaluations"].append({"timesteps": model.num_timesteps, **result})
+            best = history["best"]
+            if best is None or result["soft_pass"] > best["soft_pass"]:
+                history["best"] = {"timesteps": model.num_timesteps, **result}
+                model.save(out / "best_policy.zip")
+        checkpoints.save(
+            len(history["updates"]),
+            model,
+            {"identity": identity, "env": env.get_state(), "history": history, "rng": _rng_state()},
+        )
+        _write_curves(out, env, history)
+    model.save(out / "policy.zip")
+    _write_curves(out, env, history)
+    return {
+        "complete": True,
+        "timesteps": model.num_timesteps,
+        "best": history["best"],
+        "evaluations": history["evaluations"],
+        "episodes": len(env.finished),
+    }
+
+
+def _write_curves(out: Path, env: PromptEnv, history: dict[str, Any]) -> None:
+    episodes = [dict(row) for row in env.finished]
+    window: list[dict[str, Any]] = []
+    for row in episodes:
+        window = [*window[-19:], row]
+        row["mean_return_20"] = round(float(np.mean([r["return"] for r in window])), 6)
+        row["pass_rate_20"] = round(float(np.mean([r["passed"] for r in window])), 6)
+    _write_csv(out / "curves.csv", episodes)
+    _write_csv(out / "updates.csv", history["updates"])
+    _write_csv(
+        out / "evaluations.csv",
+        [
+            {k: v for k, v in e.items() if k != "action_counts"}
+            | {f"action_{i}": n for i, n in enumerate(e["action_counts"])}
+            for e in history["evaluations"]
+        ],
+    )
+
+
+def load_policy(directory: str | Path) -> tuple[Any, bool]:
+    """The best policy of a training run (else its final one) and whether it observes embeddings."""
+    from stable_baselines3 import PPO
+
+    directory = Path(directory)
+    summary = directory / "training.json"
+    path = directory / "best_policy.zip"
+    if not path.exists():
+        path = directory / "policy.zip"
+    if not path.exists() or not summary.exists():
+        raise UserError(
+            f"no trained ppo policy in {directory}; train it: promis-repro train --agent ppo --out {directory}"
+        )
+    embeddings = bool(json.loads(summary.read_text())["ppo_config"]["embeddings"])
+    return PPO.load(path, device="cpu").policy, embeddings
