@@ -31,11 +31,10 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("PROMIS_REPRO_CACHE", tempfile.mkdtemp(prefix="promis-bench-"))
 
-    from stable_baselines3 import PPO
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     from promis_repro.agent.env import PromptEnv
-    from promis_repro.agent.ppo import PPOConfig
+    from promis_repro.agent.ppo import PPOConfig, new_ppo_model
     from promis_repro.data.pools import load_pool
     from promis_repro.rewards import RewardConfig
     from promis_repro.strategies.actions import Tools
@@ -83,21 +82,7 @@ def main() -> None:
         return result
 
     env.step = timed_step  # type: ignore[method-assign]
-    model = PPO(
-        "MlpPolicy",
-        DummyVecEnv([lambda: env]),
-        learning_rate=ppo.learning_rate,
-        n_steps=ppo.n_steps,
-        batch_size=ppo.batch_size,
-        n_epochs=ppo.n_epochs,
-        gamma=ppo.gamma,
-        gae_lambda=ppo.gae_lambda,
-        clip_range=ppo.clip_range,
-        vf_coef=ppo.vf_coef,
-        ent_coef=ppo.ent_coef,
-        seed=0,
-        device="cpu",
-    )
+    model = new_ppo_model(DummyVecEnv([lambda: env]), ppo, seed=0)  # the network training uses
     update_times, env_times = [], []
     for _ in range(args.updates):
         in_env[0] = 0.0

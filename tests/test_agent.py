@@ -16,13 +16,12 @@ from gymnasium.utils.env_checker import check_env
 from strategy_fakes import FakeModels
 
 from promis_repro.agent.env import PromptEnv
-from promis_repro.agent.ppo import PPOConfig, load_policy, policy_episode
+from promis_repro.agent.ppo import PPOConfig
 from promis_repro.data.pools import load_pool
 from promis_repro.data.registry import load_benchmark
 from promis_repro.errors import UserError
 from promis_repro.rewards import RewardConfig
 from promis_repro.strategies import feedback as feedback_module
-from promis_repro.strategies import registry
 from promis_repro.strategies.actions import Tools
 from promis_repro.strategies.config import StrategyConfig
 from promis_repro.strategies.runner import run_strategy
@@ -64,6 +63,11 @@ def test_environment_refuses_evaluation_tasks(data_dir):
     models = FakeModels(["pass"])
     with pytest.raises(UserError, match="not from the MBPP train or selection pool"):
         PromptEnv(load_benchmark("mbppplus", data_dir)[:2], _tools(models), models.call)
+    # an MBPP train-split task that did not come through the decontaminated pool (Mbpp/602 is an MBPP+ task)
+    contaminated = [t for t in load_benchmark("mbpp", data_dir) if t.task_id == "602"]
+    assert contaminated and contaminated[0].extra["split"] == "train"
+    with pytest.raises(UserError, match="not from the MBPP train or selection pool"):
+        PromptEnv(contaminated, _tools(models), models.call)
 
 
 def _curves(out: Path) -> dict[str, str]:
@@ -113,7 +117,6 @@ def test_trained_policy_never_sees_hidden_tests(data_dir, tmp_path, monkeypatch)
     out = tmp_path / "agent"
     train(out, str(data_dir))
     (out / "training.json").write_text(json.dumps({"ppo_config": {"embeddings": False}}))
-    policy, embeddings = load_policy(out)
     tasks = load_benchmark("mbppplus", data_dir)[:2]
     seen = []
     original = feedback_module.evaluate_program
@@ -123,19 +126,17 @@ def test_trained_policy_never_sees_hidden_tests(data_dir, tmp_path, monkeypatch)
         return original(task, code, tests, **kw)
 
     monkeypatch.setattr(feedback_module, "evaluate_program", spy)
-    registry.STRATEGIES["_ppo"] = policy_episode(policy, embeddings, {})
-    try:
-        trajectories, _ = run_strategy(
-            "_ppo",
-            tasks,
-            FakeModels(["def f():\n    return 0"]),
-            seed=0,
-            feedback="visible",
-            config=StrategyConfig(max_steps=4),
-            progress=False,
-        )
-    finally:
-        del registry.STRATEGIES["_ppo"]
+    # the real path: run --strategy ppo --trained DIR loads the policy the same way
+    trajectories, _ = run_strategy(
+        "ppo",
+        tasks,
+        FakeModels(["def f():\n    return 0"]),
+        seed=0,
+        feedback="visible",
+        config=StrategyConfig(max_steps=4),
+        options={"trained": str(out)},
+        progress=False,
+    )
     assert seen and not any(tests is t.hidden_tests for tests in seen for t in tasks)
     assert all(1 <= len(t.steps) <= 4 and all(s["action"] in (0, 1, 2) for s in t.steps) for t in trajectories)
 

@@ -164,8 +164,10 @@ def test_rewrite_fallback_is_documented_and_never_nested():
 ADD = "def add(a, b):\n    return a + b"
 
 
-def test_hidden_tests_never_reach_a_visible_run(data_dir, monkeypatch):
+def test_hidden_tests_never_reach_a_visible_run(data_dir, monkeypatch, tmp_path):
     tasks = load_benchmark("mbppplus", data_dir)[:2]
+    _lpo_run(data_dir, tmp_path / "lpo")  # lpo's trained instruction (ppo: tests/test_agent.py)
+    options = {"lpo": {"trained": str(tmp_path / "lpo")}}
     seen = []
     original = feedback_module.evaluate_program
 
@@ -175,10 +177,19 @@ def test_hidden_tests_never_reach_a_visible_run(data_dir, monkeypatch):
 
     monkeypatch.setattr(feedback_module, "evaluate_program", spy)
     hidden = [t.hidden_tests for t in tasks]
-    for strategy in ("ga_only", "rewrite_only", "random_hybrid", "epic", "reflexion"):
+    for strategy in ("direct", "ga_only", "rewrite_only", "random_hybrid", "epic", "reflexion", "self_correct", "lpo"):
         models = FakeModels([ADD, "def f():\n    return 1"])
         config = StrategyConfig(max_generator_calls=3, max_steps=3)
-        _, suites = run_strategy(strategy, tasks, models, seed=0, feedback="visible", config=config, progress=False)
+        _, suites = run_strategy(
+            strategy,
+            tasks,
+            models,
+            seed=0,
+            feedback="visible",
+            config=config,
+            options=options.get(strategy),
+            progress=False,
+        )
         assert seen and all(tests is not None for tests in seen)
         assert not any(tests is h for tests in seen for h in hidden), strategy
         assert all(s.tests is t.visible_tests for s, t in zip(suites.values(), tasks, strict=True))
@@ -363,6 +374,27 @@ def test_epic_roulette_and_early_stop():
     assert resolve("x", {i: {"solved": True} for i in range(2)})[0]["continue"] is True
 
 
+def test_epic_breeds_survivor_and_mutants_until_the_budget(data_dir):
+    # every program fails, so no generation is accepted: the run goes original -> 4 rewrites ->
+    # survivor + 4 mutants -> a third generation cut by the budget (10 generator calls)
+    tasks = load_benchmark("mbppplus", data_dir)[:2]
+    config = StrategyConfig(max_generator_calls=10, epic_min_gain=-1.0)  # never stop early on gain
+    trajectories, _ = run_strategy(
+        "epic", tasks, FakeModels(["def f():\n    return 0"]), seed=4, feedback="visible", config=config, progress=False
+    )
+    for trajectory in trajectories:
+        steps = trajectory.steps
+        by_generation = [(s["epic_generation"], s["action"]) for s in steps]
+        assert by_generation == [(0, 0)] + [(1, 2)] * 4 + [(2, 1)] * 4 + [(3, 1)]
+        generation_1 = {0, 1, 2, 3, 4}
+        generation_2 = {steps[5]["survivor_step"], 5, 6, 7, 8}
+        for step in steps[5:9]:
+            assert step["parent_step"] in generation_1 and step["survivor_step"] in generation_1
+        assert steps[9]["parent_step"] in generation_2 and steps[9]["survivor_step"] in generation_2
+        assert trajectory.info == {"accepted": None, "generations": 3, "budget_exhausted": True}
+        assert steps[-1]["generator_calls"] == 10
+
+
 # -- rewards and trajectories --------------------------------------------------------------------
 
 
@@ -402,6 +434,31 @@ def test_trajectory_rows_carry_action_prompt_code_feedback_reward(data_dir):
         progress=False,
     )
     assert [s["action"] for s in again[0].steps] == [s["action"] for s in steps]
+
+
+@pytest.mark.parametrize("compose", [True, False])
+def test_compose_decides_what_each_action_edits(data_dir, compose):
+    # compose (default): an action edits the current prompt; off: always the original (the public code)
+    tasks = load_benchmark("mbppplus", data_dir)[:2]
+    models = FakeModels(["def f():\n    return 0"])  # always fails: no early stop
+    config = StrategyConfig(max_steps=10, compose=compose)
+    trajectories, _ = run_strategy(
+        "random_hybrid", tasks, models, seed=1, feedback="visible", config=config, progress=False
+    )
+    requests = [text for role, text in models.calls if role == "rewriter"]
+    assert len(requests) >= 4
+    originals = [editable_parts(t).text for t in tasks]
+    descriptions = [r.split("Task description:", 1)[1].split("Latest test feedback", 1)[0] for r in requests]
+    fake_rewrite = "Write a Python function"  # what FakeModels' rewriter answers
+    edits_a_rewrite = [fake_rewrite in d for d in descriptions]
+    if compose:
+        assert any(edits_a_rewrite)  # a later rewrite edits an earlier one
+    else:
+        assert not any(edits_a_rewrite) and all(any(o.strip() in d for o in originals) for d in descriptions)
+    for trajectory in trajectories:
+        for step in trajectory.steps:
+            if step["action"] == 0 and not compose:
+                assert step["prompt"] in originals
 
 
 # -- lpo -----------------------------------------------------------------------------------------

@@ -162,3 +162,16 @@ def test_run_command_rejects_bad_names(data_dir, tmp_path, args, message):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], done.stderr
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("agent", ["ppo", "lpo", "rl_rewriter"])
+def test_train_command_needs_a_rewriter(data_dir, tmp_path, agent):
+    # without one, ppo's action 2 would quietly become plain generation
+    out = tmp_path / "agent"
+    done = _cli(
+        "train", "--agent", agent, "--model", TINY, "--seed", "1", "--out", str(out), "--data-dir", str(data_dir)
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"agent {agent} needs a rewriter model" in lines[0], done.stderr
+    assert not out.exists()

@@ -127,29 +127,17 @@ def _load_yaml_mapping(path: str | None, what: str) -> dict[str, Any]:
 
 def _strategy_settings(args: argparse.Namespace, sections: dict[str, Any] | None = None) -> tuple[Any, Any]:
     """Strategy config and reward from ``--config``; its ``ppo:``/``grpo:`` sections go into ``sections``."""
-    from promis_repro.rewards import RewardConfig
-    from promis_repro.strategies.config import StrategyConfig
+    from promis_repro.strategies.config import parse_strategy_file
 
     values = _load_yaml_mapping(args.config, "strategy config")
-    for name in ("ppo", "grpo"):
-        section = values.pop(name, None) or {}
-        if not isinstance(section, dict):
-            raise UserError(f"{args.config}: {name} must be a mapping")
-        if sections is not None:
-            sections[name] = section
-    reward_values = values.pop("reward", {}) or {}
-    if not isinstance(reward_values, dict):
-        raise UserError(f"{args.config}: reward must be a mapping")
     if args.budget is not None:
         values["max_generator_calls"] = args.budget
     if args.max_new_tokens is not None:
         values["max_new_tokens"] = args.max_new_tokens
-    config = StrategyConfig.from_mapping(values, where=args.config or "strategy config")
-    try:
-        reward = RewardConfig(**reward_values)
-    except TypeError as exc:
-        raise UserError(f"{args.config}: reward: {exc}") from None
-    return config, reward
+    parsed = parse_strategy_file(values, where=args.config or "strategy config")
+    if sections is not None:
+        sections.update(parsed.sections)
+    return parsed.config, parsed.reward
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
@@ -195,12 +183,13 @@ def _cmd_train(args: argparse.Namespace) -> None:
     agents = ("lpo", "ppo", "rl_rewriter")
     if args.agent not in agents:
         raise UserError(f"unknown agent {args.agent!r}; known: {', '.join(agents)}")
+    # ppo's action 2 and lpo's debugger/optimizer prompts call the rewriter; rl_rewriter trains it
+    if args.rewriter is None:
+        raise UserError(f"agent {args.agent} needs a rewriter model (--rewriter)")
     sections: dict[str, Any] = {}
     config, reward = _strategy_settings(args, sections)
     train = load_pool("train_pool", args.data_dir, args.pools)[: args.limit]
     selection = load_pool("selection_pool", args.data_dir, args.pools)[: args.selection_limit]
-    if args.agent in ("lpo", "rl_rewriter") and args.rewriter is None:
-        raise UserError(f"agent {args.agent} needs a rewriter model (--rewriter)")
     models = Models(args.model, args.rewriter, batch_size=args.batch_size)
     tools = Tools(models.generator.spec, models.rewriter.spec if models.rewriter else None, config, reward, args.seed)
     out = Path(args.out)
@@ -258,7 +247,6 @@ def _cmd_train(args: argparse.Namespace) -> None:
         if args.timesteps is not None:
             grpo_values["max_steps"] = args.timesteps
         settings = GRPOSettings.from_mapping(grpo_values, where=f"{args.config or 'config'}: grpo")
-        assert models.rewriter is not None
         location, _ = weights_location(models.rewriter.spec)
         result = train_rl_rewriter(tools, models.call, location, train, out, settings)
         summary |= {

@@ -23,6 +23,7 @@ import gymnasium as gym
 import numpy as np
 
 from promis_repro.agent.features import observation_size, observe
+from promis_repro.data.pools import POOL_NAMES
 from promis_repro.data.task import Task
 from promis_repro.errors import UserError
 from promis_repro.rewards import step_reward
@@ -36,9 +37,10 @@ OBSERVATION_HIGH = 100.0
 
 
 def check_training_tasks(tasks: list[Task]) -> None:
-    """Only MBPP train/validation tasks (the pools) may be used for training and selection."""
+    """Only tasks of the decontaminated pools (``load_pool``: MBPP train/validation) may train or select."""
     for task in tasks:
-        if task.benchmark != "mbpp" or task.extra.get("split") not in TRAINING_SPLITS:
+        from_pool = task.extra.get("pool") in POOL_NAMES
+        if task.benchmark != "mbpp" or task.extra.get("split") not in TRAINING_SPLITS or not from_pool:
             raise UserError(
                 f"task {task.benchmark}/{task.task_id} is not from the MBPP train or selection pool; "
                 "agents train on the decontaminated pools only"

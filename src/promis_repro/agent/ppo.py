@@ -191,6 +191,34 @@ class _Checkpoints:
         return directory / "model.zip", torch.load(directory / "state.pt", weights_only=False)
 
 
+def new_ppo_model(venv: Any, config: PPOConfig, seed: int) -> Any:
+    """stable-baselines3 PPO with the paper's hyper-parameters and its 128-128-64 tanh actor and critic."""
+    import torch
+    from stable_baselines3 import PPO
+
+    return PPO(
+        "MlpPolicy",
+        venv,
+        learning_rate=config.learning_rate,
+        n_steps=config.n_steps,
+        batch_size=config.batch_size,
+        n_epochs=config.n_epochs,
+        gamma=config.gamma,
+        gae_lambda=config.gae_lambda,
+        clip_range=config.clip_range,
+        vf_coef=config.vf_coef,
+        ent_coef=config.ent_coef,
+        max_grad_norm=config.max_grad_norm,
+        seed=seed,
+        device="cpu",
+        verbose=0,
+        policy_kwargs={
+            "net_arch": {"pi": list(config.net_arch), "vf": list(config.net_arch)},
+            "activation_fn": torch.nn.Tanh,
+        },
+    )
+
+
 def train_ppo(
     tools: Tools,
     call_model: ModelCall,
@@ -240,27 +268,7 @@ def train_ppo(
         _set_rng_state(state["rng"])
         log.info("ppo: resumed at %d timesteps", model.num_timesteps)
     else:
-        model = PPO(
-            "MlpPolicy",
-            venv,
-            learning_rate=config.learning_rate,
-            n_steps=config.n_steps,
-            batch_size=config.batch_size,
-            n_epochs=config.n_epochs,
-            gamma=config.gamma,
-            gae_lambda=config.gae_lambda,
-            clip_range=config.clip_range,
-            vf_coef=config.vf_coef,
-            ent_coef=config.ent_coef,
-            max_grad_norm=config.max_grad_norm,
-            seed=seed,
-            device="cpu",
-            verbose=0,
-            policy_kwargs={
-                "net_arch": {"pi": list(config.net_arch), "vf": list(config.net_arch)},
-                "activation_fn": torch.nn.Tanh,
-            },
-        )
+        model = new_ppo_model(venv, config, seed)
     selection_tools = Tools(
         tools.generator_spec, tools.rewriter_spec, tools.config, tools.reward, seed, _mutator=tools._mutator
     )

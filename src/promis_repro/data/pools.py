@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from promis_repro.data.registry import load_benchmark
@@ -35,5 +36,7 @@ def load_pool(
         task_id = str(row.get("task_id"))
         if task_id not in by_id:
             raise UserError(f"{path}:{line}: task_id {task_id!r} is not an MBPP task")
-        tasks.append(by_id[task_id])
+        task = by_id[task_id]
+        # the stamp the agents' environment checks: only tasks that came through a pool file train
+        tasks.append(replace(task, extra={**task.extra, "pool": name}))
     return tasks

@@ -73,3 +73,37 @@ class StrategyConfig:
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+SECTIONS = ("ppo", "grpo")
+
+
+@dataclass(frozen=True)
+class StrategyFile:
+    """A strategy settings file (``--config``): strategy keys, a ``reward:`` mapping, ``ppo:``/``grpo:`` sections."""
+
+    config: StrategyConfig
+    reward: Any  # promis_repro.rewards.RewardConfig
+    sections: dict[str, dict[str, Any]]
+
+
+def parse_strategy_file(values: dict[str, Any] | None, where: str = "strategy config") -> StrategyFile:
+    """Split and check a strategy settings mapping; every error is one line naming ``where`` and the key."""
+    from promis_repro.rewards import RewardConfig
+
+    values = dict(values or {})
+    sections = {}
+    for name in SECTIONS:
+        section = values.pop(name, None) or {}
+        if not isinstance(section, dict):
+            raise UserError(f"{where}: {name} must be a mapping")
+        sections[name] = section
+    reward_values = values.pop("reward", None) or {}
+    if not isinstance(reward_values, dict):
+        raise UserError(f"{where}: reward must be a mapping")
+    config = StrategyConfig.from_mapping(values, where=where)
+    try:
+        reward = RewardConfig(**reward_values)
+    except (TypeError, UserError) as exc:
+        raise UserError(f"{where}: reward: {exc}") from None
+    return StrategyFile(config, reward, sections)

@@ -84,7 +84,14 @@ def epic(ctx: EpisodeContext) -> Episode:
             parent = roulette(population, ctx.rng)
             mutation = ctx.mutate(parent.text)
             candidate = yield from ctx.code(mutation.text)
-            ctx.log(1, candidate, mutation=mutation.as_dict(), epic_generation=generation + 1)
+            ctx.log(
+                1,
+                candidate,
+                mutation=mutation.as_dict(),
+                parent_step=parent.step,
+                survivor_step=survivor.step,
+                epic_generation=generation + 1,
+            )
             next_population.append(candidate)
         population = next_population
         generation += 1
