@@ -263,6 +263,30 @@ def _cmd_train(args: argparse.Namespace) -> None:
     print(f"{message} -> {out}")
 
 
+def _cmd_models_fetch(args: argparse.Namespace) -> None:
+    from promis_repro.pipeline import fetch_model
+
+    record = fetch_model(args.model, args.out)
+    print(f"{args.model}: {record['location']} -> {args.out}")
+
+
+def _cmd_evaluate_cell(args: argparse.Namespace) -> None:
+    from promis_repro.pipeline import evaluate_cell
+
+    metrics = evaluate_cell(args.cell, args.benchmark, args.data_dir, workers=args.workers)
+    print(f"{args.cell}: pass@1 {metrics['pass_at_1']:.4f}, softpass@1 {metrics['soft_pass_at_1']:.4f}")
+
+
+def _cmd_aggregate(args: argparse.Namespace) -> None:
+    from promis_repro.pipeline import aggregate
+
+    files = args.metrics or sorted(str(p) for p in Path(args.results).rglob("metrics.json"))
+    if not files:
+        raise UserError(f"no metrics.json under {args.results}")
+    cells = aggregate(files, args.out)
+    print(f"{len(files)} metrics files, {len(cells)} cells -> {args.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from promis_repro.data.registry import BENCHMARKS
     from promis_repro.evaluation.evaluator import IMPORT_HEADERS
@@ -331,6 +355,26 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-new-tokens", type=int, default=None)
     train.add_argument("--batch-size", type=int, default=32)
     train.set_defaults(func=_cmd_train)
+
+    cell = sub.add_parser("evaluate-cell", help="score a run directory's samples: results.jsonl, metrics.json")
+    cell.add_argument("--cell", required=True, help="a run directory (samples.jsonl, cost.json)")
+    cell.add_argument("--benchmark", required=True, choices=BENCHMARKS)
+    cell.add_argument("--data-dir", default=None)
+    cell.add_argument("--workers", type=int, default=2)
+    cell.set_defaults(func=_cmd_evaluate_cell)
+
+    agg = sub.add_parser("aggregate", help="per-seed and per-cell tables of every metrics.json")
+    agg.add_argument("--results", default="results", help="results tree to scan (when no --metrics)")
+    agg.add_argument("--metrics", nargs="*", default=None, help="explicit metrics.json files")
+    agg.add_argument("--out", required=True)
+    agg.set_defaults(func=_cmd_aggregate)
+
+    models = sub.add_parser("models", help="model weights")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    fetch = models_sub.add_parser("fetch", help="make a model's weights available locally")
+    fetch.add_argument("--model", required=True)
+    fetch.add_argument("--out", required=True, help="JSON record of the model's identity and location")
+    fetch.set_defaults(func=_cmd_models_fetch)
 
     data = sub.add_parser("data", help="data preparation")
     data_sub = data.add_subparsers(dest="data_command", required=True)

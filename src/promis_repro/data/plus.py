@@ -6,8 +6,6 @@ import importlib.util
 import os
 from pathlib import Path
 
-from evalplus.data.mbpp import mbpp_deserialize_inputs
-
 from promis_repro.data.examples import docstring_asserts, prompt_asserts
 from promis_repro.data.sources import read_jsonl, require, resolve, sha256_of
 from promis_repro.data.task import AssertTests, CallTests, Task
@@ -17,6 +15,9 @@ PLUS_FIELDS = ("task_id", "prompt", "entry_point", "canonical_solution", "base_i
 
 
 def load_mbppplus(data_dir: str | os.PathLike[str] | None) -> list[Task]:
+    # imported here: evalplus.data pulls in datasets and pandas (about 2 s in every process)
+    from evalplus.data.mbpp import mbpp_deserialize_inputs
+
     path = resolve("mbppplus", data_dir)
     digest = sha256_of(path)
     tasks = []

@@ -1,0 +1,27 @@
+# Evaluate: the hidden tests score each cell's final solutions once, in the sandbox (CPU).
+
+
+rule evaluate_cell:
+    input:
+        samples=rules.run_cell.output.samples,
+        cost=rules.run_cell.output.cost,
+    output:
+        results=f"{RESULTS}/{{model}}/{{benchmark}}/{{strategy}}{{variant}}/seed{{seed}}/results.jsonl",
+        metrics=f"{RESULTS}/{{model}}/{{benchmark}}/{{strategy}}{{variant}}/seed{{seed}}/metrics.json",
+    log:
+        f"{RESULTS}/logs/evaluate/{{model}}/{{benchmark}}/{{strategy}}{{variant}}/seed{{seed}}.log",
+    wildcard_constraints:
+        variant="|-oracle",
+        strategy="[a-z_]+",
+        seed=r"\d+",
+    conda:
+        "../envs/promis-repro.yaml"
+    threads: 1
+    resources:
+        **cpu_resources(),
+    params:
+        data_dir=DATA_DIR_ARG,
+        cell=lambda wildcards, input: os.path.dirname(input.samples),
+    shell:
+        "promis-repro evaluate-cell --cell {params.cell} --benchmark {wildcards.benchmark} --workers {threads} "
+        "{params.data_dir} > {log} 2>&1"

@@ -1,0 +1,32 @@
+# Run: one strategy on one benchmark with one generator and one seed (a cell of the results tables).
+
+
+rule run_cell:
+    input:
+        unpack(cell_inputs),
+    output:
+        samples=f"{RESULTS}/{{model}}/{{benchmark}}/{{strategy}}{{variant}}/seed{{seed}}/samples.jsonl",
+        trajectories=f"{RESULTS}/{{model}}/{{benchmark}}/{{strategy}}{{variant}}/seed{{seed}}/trajectories.jsonl",
+        cost=f"{RESULTS}/{{model}}/{{benchmark}}/{{strategy}}{{variant}}/seed{{seed}}/cost.json",
+    log:
+        f"{RESULTS}/logs/run/{{model}}/{{benchmark}}/{{strategy}}{{variant}}/seed{{seed}}.log",
+    wildcard_constraints:
+        variant="|-oracle",
+        strategy="[a-z_]+",
+        seed=r"\d+",
+    conda:
+        "../envs/promis-repro.yaml"
+    resources:
+        **gpu_resources(),
+    params:
+        data_dir=DATA_DIR_ARG,
+        rewriter=config["rewriter"],
+        feedback=cell_feedback,
+        trained=trained_arg,
+        limit=limit_arg(),
+        out=lambda wildcards, output: os.path.dirname(output.samples),
+    shell:
+        "promis-repro run --strategy {wildcards.strategy} --model {wildcards.model} --rewriter {params.rewriter} "
+        "--benchmark {wildcards.benchmark} --seed {wildcards.seed} --feedback {params.feedback} "
+        "--out {params.out} --config {input.strategy_config} {params.trained} {params.limit} {params.data_dir} "
+        "--quiet > {log} 2>&1"
