@@ -11,6 +11,7 @@ rule aggregate:
             category="Results",
         ),
         per_seed=f"{RESULTS}/aggregate/per_seed.csv",
+        per_task=f"{RESULTS}/aggregate/per_task.csv",
         json=f"{RESULTS}/aggregate/cells.json",
     log:
         f"{RESULTS}/logs/aggregate.log",
@@ -18,7 +19,5 @@ rule aggregate:
         "../envs/promis-repro.yaml"
     resources:
         **cpu_resources(),
-    params:
-        out=lambda wildcards, output: os.path.dirname(output.cells),
     shell:
-        "promis-repro aggregate --metrics {input} --out {params.out} > {log} 2>&1"
+        f"promis-repro aggregate --results {RESULTS} --metrics {{input}} > {{log}} 2>&1"

@@ -154,35 +154,3 @@ def test_slurm_profile_asks_for_a100s_and_runs_in_the_container():
     assert "gpu" not in grid["resources"]["cpu"]
     ci = yaml.safe_load((REPO / "profiles" / "slurm-ci" / "config.yaml").read_text())
     assert ci["slurm-status-command"] == "squeue"
-
-
-def test_aggregate_gives_mean_and_spread_over_seeds(tmp_path):
-    import json
-
-    from promis_repro.pipeline import aggregate
-
-    files = []
-    for seed, (p, s) in enumerate([(0.5, 0.6), (0.7, 0.8)], start=1):
-        path = tmp_path / f"seed{seed}" / "metrics.json"
-        path.parent.mkdir()
-        path.write_text(
-            json.dumps(
-                {
-                    "model": "m",
-                    "benchmark": "mbppplus",
-                    "strategy": "ppo",
-                    "feedback": "visible",
-                    "leaky": False,
-                    "seed": seed,
-                    "n_tasks": 2,
-                    "pass_at_1": p,
-                    "soft_pass_at_1": s,
-                    "cost": {"generator_calls": 3, "tokens": 100},
-                }
-            )
-        )
-        files.append(path)
-    cells = aggregate(files, tmp_path / "out")
-    assert len(cells) == 1 and cells[0]["seeds"] == 2
-    assert cells[0]["pass_at_1_mean"] == pytest.approx(0.6) and cells[0]["pass_at_1_std"] == pytest.approx(0.1414, 1e-3)
-    assert (tmp_path / "out" / "per_seed.csv").read_text().count("\n") == 3

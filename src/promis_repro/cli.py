@@ -278,13 +278,43 @@ def _cmd_evaluate_cell(args: argparse.Namespace) -> None:
 
 
 def _cmd_aggregate(args: argparse.Namespace) -> None:
-    from promis_repro.pipeline import aggregate
+    from promis_repro.analysis.aggregate import aggregate
+    from promis_repro.analysis.tree import find_metrics
 
-    files = args.metrics or sorted(str(p) for p in Path(args.results).rglob("metrics.json"))
+    files = args.metrics or find_metrics(args.results)
     if not files:
-        raise UserError(f"no metrics.json under {args.results}")
-    cells = aggregate(files, args.out)
-    print(f"{len(files)} metrics files, {len(cells)} cells -> {args.out}")
+        raise UserError(f"no {{model}}/{{benchmark}}/{{strategy}}/seed{{n}}/metrics.json under {args.results}")
+    out = Path(args.out or Path(args.results) / "aggregate")
+    cells = aggregate(files, out)
+    print(f"{len(files)} metrics files, {len(cells)} cells -> {out}")
+
+
+def _cmd_stats(args: argparse.Namespace) -> None:
+    from promis_repro.analysis.significance import run_stats
+
+    frame = run_stats(args.results, reference=args.reference, n_resamples=args.resamples)
+    significant = int(frame["significant_mcnemar"].sum()) if not frame.empty else 0
+    print(f"{len(frame)} comparisons with {args.reference}, {significant} significant on Pass@1 after Holm")
+
+
+def _cmd_tables(args: argparse.Namespace) -> None:
+    from promis_repro.analysis.tables import make_tables
+
+    names = make_tables(args.results, paper=args.paper)
+    print(f"{len(names)} tables -> {Path(args.results) / 'tables'}: {', '.join(names)}")
+
+
+def _cmd_figures(args: argparse.Namespace) -> None:
+    from promis_repro.analysis.figures import make_figures
+
+    written = make_figures(args.results)
+    print(f"{len(written)} figure files -> {Path(args.results) / 'figures'}")
+
+
+def _cmd_provenance(args: argparse.Namespace) -> None:
+    from promis_repro.analysis.provenance_report import write_provenance_report
+
+    print(f"provenance appendix -> {write_provenance_report(args.results)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -363,11 +393,30 @@ def build_parser() -> argparse.ArgumentParser:
     cell.add_argument("--workers", type=int, default=2)
     cell.set_defaults(func=_cmd_evaluate_cell)
 
-    agg = sub.add_parser("aggregate", help="per-seed and per-cell tables of every metrics.json")
-    agg.add_argument("--results", default="results", help="results tree to scan (when no --metrics)")
-    agg.add_argument("--metrics", nargs="*", default=None, help="explicit metrics.json files")
-    agg.add_argument("--out", required=True)
+    agg = sub.add_parser("aggregate", help="per seed, per task and per cell views of a results tree")
+    agg.add_argument("--results", default="results", help="the results tree; writes its aggregate/")
+    agg.add_argument("--metrics", nargs="*", default=None, help="only these metrics.json files (default: all)")
+    agg.add_argument("--out", default=None, help="output directory (default: RESULTS/aggregate)")
     agg.set_defaults(func=_cmd_aggregate)
+
+    stats = sub.add_parser("stats", help="paired tests of every strategy against the reference (stats/)")
+    stats.add_argument("--results", default="results")
+    stats.add_argument("--reference", default="ppo")
+    stats.add_argument("--resamples", type=int, default=9999, help="bootstrap resamples")
+    stats.set_defaults(func=_cmd_stats)
+
+    tables = sub.add_parser("tables", help="the paper's tables as Markdown, LaTeX and CSV (tables/)")
+    tables.add_argument("--results", default="results")
+    tables.add_argument("--paper", default=None, help="the paper's numbers (config/paper_results.yaml)")
+    tables.set_defaults(func=_cmd_tables)
+
+    figures = sub.add_parser("figures", help="the figures as PNG and PDF (figures/)")
+    figures.add_argument("--results", default="results")
+    figures.set_defaults(func=_cmd_figures)
+
+    prov = sub.add_parser("provenance", help="the report's provenance appendix (report/provenance.html)")
+    prov.add_argument("--results", default="results")
+    prov.set_defaults(func=_cmd_provenance)
 
     models = sub.add_parser("models", help="model weights")
     models_sub = models.add_subparsers(dest="models_command", required=True)

@@ -1,24 +1,19 @@
-"""What the pipeline's rules call beyond ``run``/``train``: model fetching, scoring one cell, aggregation.
+"""What the pipeline's rules call beyond ``run``/``train``: model fetching and scoring one cell.
 
 A *cell* is ``results/{model}/{benchmark}/{strategy}/seed{seed}/``: ``samples.jsonl``,
 ``trajectories.jsonl`` and ``cost.json`` from ``promis-repro run``; ``results.jsonl`` and
-``metrics.json`` from ``evaluate_cell``. ``aggregate`` reads every cell's ``metrics.json``.
+``metrics.json`` from ``evaluate_cell`` (``promis_repro.analysis`` reads them).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from promis_repro.errors import UserError
-from promis_repro.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
+from promis_repro.io import atomic_write_json, atomic_write_jsonl
 
 
 def fetch_model(name: str, out: str | os.PathLike[str]) -> dict[str, Any]:
@@ -63,6 +58,8 @@ def evaluate_cell(
     rows, tasks = evaluate_samples(
         benchmark, cell / "samples.jsonl", data_dir=data_dir, workers=workers, progress=False
     )
+    difficulty = {task.task_id: task.difficulty for task in tasks}
+    rows = [{**row, "difficulty": difficulty.get(row["task_id"])} for row in rows]  # APPS tables by difficulty
     run_config = cost["provenance"].get("config", {})
     metrics: dict[str, Any] = {
         "model": run_config.get("model"),
@@ -86,64 +83,3 @@ def evaluate_cell(
     atomic_write_jsonl(cell / "results.jsonl", rows)
     atomic_write_json(cell / "metrics.json", metrics)
     return metrics
-
-
-AGGREGATE_COLUMNS = (
-    "model",
-    "benchmark",
-    "strategy",
-    "feedback",
-    "leaky",
-    "seed",
-    "n_tasks",
-    "pass_at_1",
-    "soft_pass_at_1",
-    "pass_at_1_base",
-    "soft_pass_at_1_base",
-)
-
-
-def _csv(rows: list[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return buffer.getvalue()
-
-
-def aggregate(metrics_files: list[str | os.PathLike[str]], out: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Per-seed rows and per-cell mean ± std over seeds (``per_seed.csv``, ``cells.csv``, ``cells.json``)."""
-    per_seed = []
-    for path in metrics_files:
-        try:
-            metrics = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise UserError(f"{path}: unreadable metrics ({exc})") from None
-        row = {key: metrics.get(key) for key in AGGREGATE_COLUMNS}
-        for key in ("generator_calls", "rewriter_calls", "tokens", "model_seconds"):
-            row[key] = metrics.get("cost", {}).get(key)
-        per_seed.append(row)
-    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
-    for row in per_seed:
-        groups[(row["model"], row["benchmark"], row["strategy"], row["feedback"])].append(row)
-    cells = []
-    for (model, benchmark, strategy, feedback), rows in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
-        cell: dict[str, Any] = {
-            "model": model,
-            "benchmark": benchmark,
-            "strategy": strategy,
-            "feedback": feedback,
-            "leaky": rows[0]["leaky"],
-            "seeds": len(rows),
-        }
-        for key in ("pass_at_1", "soft_pass_at_1", "generator_calls", "tokens"):
-            values = np.array([r[key] for r in rows if r[key] is not None], dtype=float)
-            cell[f"{key}_mean"] = float(values.mean()) if len(values) else None
-            cell[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-        cells.append(cell)
-    out = Path(out)
-    atomic_write_text(out / "per_seed.csv", _csv(per_seed))
-    atomic_write_text(out / "cells.csv", _csv(cells))
-    atomic_write_json(out / "cells.json", cells)
-    return cells

@@ -1,0 +1,241 @@
+"""The paper's figures from a results tree (seaborn; PNG and PDF; no display needed).
+
+- ``bars``: Pass@1 per strategy and generator with 95% CIs over seeds, one panel per benchmark;
+- ``ppo_learning``: PPO training curves per seed (moving mean reward, pass rate, action frequencies);
+- ``actions_by_step``: which action the trained agent picks at each step at test time;
+- ``cost_vs_pass``: model calls per task against Pass@1, per cell;
+- ``apps_difficulty``: APPS Pass@1 by difficulty;
+- ``softpass_distribution``: the per-task SoftPass distribution of every strategy.
+
+A figure without data (no APPS run, no PPO agent) is still written, saying so, so that the
+pipeline's outputs do not depend on the grid.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # before pyplot: figures render on nodes without a display
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from promis_repro.analysis.tables import BENCHMARK_NAMES, DIFFICULTIES
+from promis_repro.analysis.tree import read_jsonl, strategy_rank, write_stage_provenance
+from promis_repro.errors import UserError
+
+FIGURES = ("bars", "ppo_learning", "actions_by_step", "cost_vs_pass", "apps_difficulty", "softpass_distribution")
+ACTION_NAMES = {0: "direct", 1: "mutate", 2: "rewrite"}
+
+
+def _order(frame: pd.DataFrame) -> list[str]:
+    return sorted(set(frame["strategy"]), key=strategy_rank)
+
+
+def _empty(message: str) -> plt.Figure:
+    figure, axis = plt.subplots(figsize=(6, 2))
+    axis.axis("off")
+    axis.text(0.5, 0.5, message, ha="center", va="center")
+    return figure
+
+
+def _label(frame: pd.DataFrame) -> pd.DataFrame:
+    """Strategy labels that carry the feedback mode when a results tree has more than one."""
+    frame = frame.copy()
+    if frame["feedback"].nunique() > 1:
+        frame["strategy"] = frame["strategy"] + " [" + frame["feedback"] + "]"
+    frame["benchmark"] = frame["benchmark"].map(lambda b: BENCHMARK_NAMES.get(b, b))
+    return frame
+
+
+def bars(per_seed: pd.DataFrame) -> plt.Figure:
+    frame = _label(per_seed)
+    grid = sns.catplot(
+        data=frame,
+        kind="bar",
+        x="strategy",
+        y="pass_at_1",
+        hue="model",
+        col="benchmark",
+        order=_order(frame),
+        errorbar=("ci", 95),
+        seed=0,
+        height=3.5,
+        aspect=1.3,
+    )
+    grid.set_axis_labels("", "Pass@1")
+    grid.tick_params(axis="x", rotation=60)
+    return grid.figure
+
+
+def ppo_learning(root: Path) -> plt.Figure:
+    curves = []
+    for path in sorted((root / "agents" / "ppo").glob("*/seed*/curves.csv")):
+        frame = pd.read_csv(path)
+        if frame.empty:
+            continue
+        frame["model"], frame["seed"] = path.parts[-3], path.parts[-2]
+        curves.append(frame)
+    if not curves:
+        return _empty("no PPO training curves in this results tree")
+    frame = pd.concat(curves, ignore_index=True)
+    actions = [c for c in frame.columns if c.startswith("action_")]
+    share = frame[actions].div(frame[actions].sum(axis=1).where(lambda s: s > 0), axis=0)
+    frame = frame.join(share.add_suffix("_share"))
+    long = frame.melt(
+        id_vars=["episode", "model", "seed"],
+        value_vars=["mean_return_20", "pass_rate_20", *(f"{a}_share" for a in actions)],
+        var_name="series",
+        value_name="value",
+    )
+    grid = sns.relplot(
+        data=long,
+        kind="line",
+        x="episode",
+        y="value",
+        hue="seed",
+        style="model",
+        col="series",
+        col_wrap=3,
+        height=2.6,
+        facet_kws={"sharey": False},
+    )
+    return grid.figure
+
+
+def actions_by_step(root: Path, cells: pd.DataFrame) -> plt.Figure:
+    rows = []
+    for cell in cells[cells["strategy"] == "ppo"].to_dict(orient="records"):
+        suffix = "-oracle" if cell["feedback"] == "oracle" else ""
+        for seed in str(cell["seed_list"]).split():
+            path = root / cell["model"] / cell["benchmark"] / f"ppo{suffix}" / f"seed{seed}" / "trajectories.jsonl"
+            if not path.exists():
+                continue
+            for step in read_jsonl(path):
+                if "step" in step and "action" in step:
+                    rows.append(
+                        {
+                            "benchmark": BENCHMARK_NAMES.get(cell["benchmark"], cell["benchmark"]),
+                            "model": cell["model"],
+                            "step": int(step["step"]),
+                            "action": ACTION_NAMES.get(step["action"], str(step["action"])),
+                        }
+                    )
+    if not rows:
+        return _empty("no test-time PPO trajectories in this results tree")
+    frame = pd.DataFrame(rows)
+    grid = sns.displot(
+        data=frame,
+        x="step",
+        hue="action",
+        col="benchmark",
+        row="model",
+        multiple="fill",
+        discrete=True,
+        stat="proportion",
+        height=2.6,
+        aspect=1.2,
+    )
+    grid.set_axis_labels("step", "share of actions")
+    return grid.figure
+
+
+def cost_vs_pass(cells: pd.DataFrame) -> plt.Figure:
+    frame = _label(cells)
+    frame["model calls per task"] = frame["generator_calls_mean"].fillna(0) + frame["rewriter_calls_mean"].fillna(0)
+    grid = sns.relplot(
+        data=frame,
+        x="model calls per task",
+        y="pass_at_1_mean",
+        hue="strategy",
+        style="model",
+        col="benchmark",
+        hue_order=_order(frame),
+        height=3.2,
+        s=60,
+    )
+    grid.set_axis_labels("model calls per task (mean)", "Pass@1 (mean over seeds)")
+    return grid.figure
+
+
+def apps_difficulty(per_task: pd.DataFrame) -> plt.Figure:
+    tasks = per_task[(per_task["benchmark"] == "apps") & per_task["difficulty"].isin(DIFFICULTIES)]
+    if tasks.empty:
+        return _empty("no APPS results with difficulty in this results tree")
+    by_seed = tasks.groupby(["model", "strategy", "feedback", "seed", "difficulty"])["passed"].mean().reset_index()
+    frame = _label(by_seed.assign(benchmark="apps"))
+    grid = sns.catplot(
+        data=frame,
+        kind="bar",
+        x="difficulty",
+        y="passed",
+        hue="strategy",
+        col="model",
+        order=[d for d in DIFFICULTIES if d in set(frame["difficulty"])],
+        hue_order=_order(frame),
+        errorbar=("ci", 95),
+        seed=0,
+        height=3.2,
+    )
+    grid.set_axis_labels("", "Pass@1")
+    return grid.figure
+
+
+def softpass_distribution(per_task: pd.DataFrame) -> plt.Figure:
+    frame = _label(
+        per_task.groupby(["model", "benchmark", "strategy", "feedback", "task_id"])["soft_pass"].mean().reset_index()
+    )
+    grid = sns.catplot(
+        data=frame,
+        kind="box",
+        x="strategy",
+        y="soft_pass",
+        hue="model",
+        col="benchmark",
+        order=_order(frame),
+        height=3.5,
+        aspect=1.3,
+    )
+    grid.set_axis_labels("", "SoftPass per task (mean over seeds)")
+    grid.tick_params(axis="x", rotation=60)
+    return grid.figure
+
+
+def make_figures(results: str | os.PathLike[str]) -> list[Path]:
+    """Write every figure of ``results`` to ``results/figures/{name}.png`` and ``.pdf``."""
+    root = Path(results)
+    sources = {name: root / "aggregate" / f"{name}.csv" for name in ("cells", "per_seed", "per_task")}
+    for path in sources.values():
+        if not path.exists():
+            raise UserError(f"{path}: missing; run `promis-repro aggregate --results {root}` first")
+    cells = pd.read_csv(sources["cells"])
+    per_seed = pd.read_csv(sources["per_seed"])
+    per_task = pd.read_csv(sources["per_task"], dtype={"task_id": str})
+    sns.set_theme(style="whitegrid", context="paper")
+    makers = {
+        "bars": lambda: bars(per_seed),
+        "ppo_learning": lambda: ppo_learning(root),
+        "actions_by_step": lambda: actions_by_step(root, cells),
+        "cost_vs_pass": lambda: cost_vs_pass(cells),
+        "apps_difficulty": lambda: apps_difficulty(per_task),
+        "softpass_distribution": lambda: softpass_distribution(per_task),
+    }
+    out = root / "figures"
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in FIGURES:
+        figure = makers[name]()
+        for suffix in ("png", "pdf"):
+            target = out / f"{name}.{suffix}"
+            # a temporary name and a rename, so a killed job never leaves half an image behind
+            partial = out / f".{name}.partial.{suffix}"
+            figure.savefig(partial, dpi=150, bbox_inches="tight", metadata=None)
+            partial.replace(target)
+            written.append(target)
+        plt.close(figure)
+    write_stage_provenance(out, "figures", sources.values(), {"figures": list(FIGURES)})
+    return written

@@ -1,0 +1,414 @@
+"""The paper's tables from a results tree, as Markdown, LaTeX (booktabs) and CSV.
+
+- ``table_{benchmark}_{feedback}``: strategies x generators, Pass@1 and SoftPass@1 in percent as
+  mean ± standard deviation over seeds; the best mean of each column in bold; † (Pass@1, McNemar) and
+  ‡ (SoftPass@1, Wilcoxon) mark a difference from ``ppo`` significant after Holm correction over the
+  table. A protocol block follows every table.
+- ``apps_difficulty_{feedback}``: APPS Pass@1 by difficulty.
+- ``paper_vs_reproduced``: the paper's numbers (``config/paper_results.yaml``) beside ours, the
+  difference and its 95% bootstrap CI (tasks resampled; the paper's number is a constant).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from scipy import stats
+
+from promis_repro.analysis.aggregate import write_csv
+from promis_repro.analysis.significance import ALPHA, POWER, REFERENCE
+from promis_repro.analysis.tree import model_rank, strategy_rank, write_stage_provenance
+from promis_repro.errors import UserError
+from promis_repro.io import atomic_write_text
+
+BENCHMARK_NAMES = {"mbppplus": "MBPP+", "humanevalplus": "HumanEval+", "apps": "APPS"}
+STRATEGY_NAMES = {
+    "direct": "Direct (action 0)",
+    "ga_only": "GA only (action 1)",
+    "rewrite_only": "Rewrite only (action 2)",
+    "random_hybrid": "Random hybrid (10 steps)",
+    "epic": "EPiC",
+    "reflexion": "Reflexion",
+    "ppo": "PPO agent (PROMIS)",
+    "lpo": "LPO",
+    "self_correct": "Self-correct",
+    "rl_rewriter": "RL rewriter (GRPO)",
+}
+DIFFICULTIES = ("introductory", "interview", "competition")
+PASS_MARK, SOFT_MARK = "†", "‡"
+LATEX_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "_": r"\_",
+    "#": r"\#",
+    "$": r"\$",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\^{}",
+    "±": r"$\pm$",
+    "≤": r"$\leq$",
+    "<": r"$<$",
+    ">": r"$>$",
+    "α": r"$\alpha$",
+    "−": "--",
+    "†": r"\dag{}",
+    "‡": r"\ddag{}",
+}
+
+
+@dataclass
+class Table:
+    """A formatted table: cells are strings; ``bold`` and ``marks`` decorate them per output format."""
+
+    name: str
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    bold: set[tuple[int, int]] = field(default_factory=set)
+    marks: dict[tuple[int, int], str] = field(default_factory=dict)
+    protocol: list[str] = field(default_factory=list)
+
+    def markdown(self) -> str:
+        lines = [f"### {self.title}", "", "| " + " | ".join(self.header) + " |"]
+        lines.append("|" + "|".join(["---"] + ["---:"] * (len(self.header) - 1)) + "|")
+        for i, row in enumerate(self.rows):
+            cells = []
+            for j, text in enumerate(row):
+                text = f"**{text}**" if (i, j) in self.bold else text
+                cells.append(text + self.marks.get((i, j), ""))
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", *(f"- {line}" for line in self.protocol)]
+        return "\n".join(lines) + "\n"
+
+    def latex(self) -> str:
+        def escape(text: str) -> str:
+            return "".join(LATEX_ESCAPES.get(char, char) for char in text)
+
+        marks = {PASS_MARK: r"\textsuperscript{\dag}", SOFT_MARK: r"\textsuperscript{\ddag}"}
+        lines = [
+            r"\begin{table}[t]",
+            r"\centering",
+            r"\small",
+            f"\\caption{{{escape(self.title)}}}",
+            f"\\label{{tab:{self.name}}}",
+            r"\begin{tabular}{l" + "r" * (len(self.header) - 1) + "}",
+            r"\toprule",
+            " & ".join(escape(h) for h in self.header) + r" \\",
+            r"\midrule",
+        ]
+        for i, row in enumerate(self.rows):
+            cells = []
+            for j, text in enumerate(row):
+                text = escape(text)
+                text = f"\\textbf{{{text}}}" if (i, j) in self.bold else text
+                cells.append(text + marks.get(self.marks.get((i, j), ""), ""))
+            lines.append(" & ".join(cells) + r" \\")
+        lines += [r"\bottomrule", r"\end{tabular}"]
+        if self.protocol:
+            lines += [r"\par\smallskip\footnotesize", *(escape(line) + r"\\" for line in self.protocol)]
+        lines.append(r"\end{table}")
+        return "\n".join(lines) + "\n"
+
+
+def _percent(mean: float, std: float | None = None) -> str:
+    if mean is None or np.isnan(mean):
+        return "–"
+    return f"{100 * mean:.1f}" if std is None or np.isnan(std) else f"{100 * mean:.1f} ± {100 * std:.1f}"
+
+
+def _feedback_line(feedback: str, leaky: bool) -> str:
+    if leaky:
+        return f"Feedback: {feedback} — LEAKY: the hidden tests that score the result also reached the strategy."
+    return f"Feedback: {feedback} — hidden tests only score the final solution, once."
+
+
+def protocol_block(cells: pd.DataFrame, comparisons: pd.DataFrame) -> list[str]:
+    """The protocol lines under a table: feedback, seeds, tasks, budgets, reward, data, tests, MDD."""
+    from promis_repro.data.sources import DATA_FILES
+
+    lines = [_feedback_line(str(cells["feedback"].iloc[0]), bool(cells["leaky"].any()))]
+    seeds = sorted({int(s) for text in cells["seed_list"] for s in str(text).split()})
+    tasks = sorted({int(n) for n in cells["n_tasks"].dropna()})
+    task_text = str(tasks[0]) if len(tasks) == 1 else f"{tasks[0]}–{tasks[-1]}" if tasks else "?"
+    lines.append(f"Seeds: {', '.join(map(str, seeds))} ({len(seeds)}); tasks per cell: {task_text}.")
+    budgets = sorted({str(b) for b in cells["budget"].dropna()})
+    lines.append(f"Budget per task: {'; '.join(budgets) or 'not recorded'}.")
+    rewards = sorted({str(r) for r in cells["reward"].dropna()})
+    lines.append(f"Reward: {'; '.join(rewards) or 'not recorded'}.")
+    for benchmark in sorted(set(cells["benchmark"])):
+        hashes = sorted({str(h)[:12] for h in cells.loc[cells["benchmark"] == benchmark, "data_hash"].dropna()})
+        source = DATA_FILES[benchmark].description if benchmark in DATA_FILES else benchmark
+        lines.append(f"Data: {source}; sha256 {', '.join(hashes) or 'not recorded'}.")
+    lines.append(
+        f"{PASS_MARK} Pass@1 (McNemar exact, per-task majority over seeds) and {SOFT_MARK} SoftPass@1 (Wilcoxon "
+        f"signed-rank) differ from {REFERENCE} at p < {ALPHA} after Holm correction over this table."
+    )
+    if not comparisons.empty:
+        tasks_mdd = comparisons["mdd_pass_tasks"].dropna()
+        seeds_mdd = comparisons["mdd_pass_seeds"].dropna()
+        parts = []
+        if len(tasks_mdd):
+            parts.append(f"{100 * tasks_mdd.median():.1f} pp over the tasks")
+        if len(seeds_mdd):
+            parts.append(f"{100 * seeds_mdd.median():.1f} pp over the seeds")
+        if parts:
+            lines.append(
+                f"Minimum detectable Pass@1 difference vs {REFERENCE} (α = {ALPHA}, power {POWER}, observed spread, "
+                f"median over comparisons): {'; '.join(parts)}."
+            )
+    return lines
+
+
+def _strategies(frame: pd.DataFrame) -> list[str]:
+    return sorted(set(frame["strategy"]), key=strategy_rank)
+
+
+def benchmark_table(cells: pd.DataFrame, comparisons: pd.DataFrame, benchmark: str, feedback: str) -> Table:
+    cells = cells[(cells["benchmark"] == benchmark) & (cells["feedback"] == feedback)]
+    models = sorted(set(cells["model"]), key=model_rank)
+    strategies = _strategies(cells)
+    header = ["Strategy"] + [f"{m} {metric}" for m in models for metric in ("Pass@1", "SoftPass@1")]
+    rows, bold, marks = [], set(), {}
+    by_cell = {(r["model"], r["strategy"]): r for r in cells.to_dict(orient="records")}
+    significant = {}
+    if not comparisons.empty:
+        chosen = comparisons[(comparisons["benchmark"] == benchmark) & (comparisons["feedback"] == feedback)]
+        for r in chosen.to_dict(orient="records"):
+            significant[(r["model"], r["strategy"])] = (bool(r["significant_mcnemar"]), bool(r["significant_wilcoxon"]))
+    for i, strategy in enumerate(strategies):
+        row = [STRATEGY_NAMES.get(strategy, strategy)]
+        for j, model in enumerate(models):
+            cell = by_cell.get((model, strategy))
+            for k, metric in enumerate(("pass_at_1", "soft_pass_at_1")):
+                column = 1 + 2 * j + k
+                row.append(_percent(cell[f"{metric}_mean"], cell[f"{metric}_std"]) if cell else "–")
+                if significant.get((model, strategy), (False, False))[k]:
+                    marks[(i, column)] = (PASS_MARK, SOFT_MARK)[k]
+        rows.append(row)
+    for j, model in enumerate(models):
+        for k, metric in enumerate(("pass_at_1", "soft_pass_at_1")):
+            means = [by_cell[(model, s)][f"{metric}_mean"] if (model, s) in by_cell else np.nan for s in strategies]
+            if np.all(np.isnan(means)):
+                continue
+            best = round(np.nanmax(means), 6)
+            bold |= {(i, 1 + 2 * j + k) for i, m in enumerate(means) if not np.isnan(m) and round(m, 6) == best}
+    leaky = bool(cells["leaky"].any())
+    title = f"{BENCHMARK_NAMES.get(benchmark, benchmark)}: Pass@1 and SoftPass@1 (%), mean ± std over seeds"
+    title += f", feedback {feedback}" + (" (LEAKY)" if leaky else "")
+    relevant = comparisons
+    if not comparisons.empty:
+        relevant = comparisons[(comparisons["benchmark"] == benchmark) & (comparisons["feedback"] == feedback)]
+    return Table(f"{benchmark}_{feedback}", title, header, rows, bold, marks, protocol_block(cells, relevant))
+
+
+def difficulty_table(per_task: pd.DataFrame, cells: pd.DataFrame, feedback: str) -> Table | None:
+    tasks = per_task[(per_task["benchmark"] == "apps") & (per_task["feedback"] == feedback)]
+    tasks = tasks[tasks["difficulty"].isin(DIFFICULTIES)]
+    if tasks.empty:
+        return None
+    by_seed = tasks.groupby(["model", "strategy", "seed", "difficulty"])["passed"].mean().reset_index()
+    summary = by_seed.groupby(["model", "strategy", "difficulty"])["passed"].agg(["mean", "std"])
+    present = [d for d in DIFFICULTIES if d in set(tasks["difficulty"])]
+    counts = tasks.groupby("difficulty")["task_id"].nunique()
+    header = ["Model", "Strategy"] + [f"{d} (n={counts[d]})" for d in present]
+    rows = []
+    for model in sorted(set(tasks["model"]), key=model_rank):
+        for strategy in _strategies(tasks[tasks["model"] == model]):
+            row = [model, STRATEGY_NAMES.get(strategy, strategy)]
+            for difficulty in present:
+                key = (model, strategy, difficulty)
+                row.append(_percent(*summary.loc[key]) if key in summary.index else "–")
+            rows.append(row)
+    apps_cells = cells[(cells["benchmark"] == "apps") & (cells["feedback"] == feedback)]
+    title = f"APPS Pass@1 (%) by difficulty, mean ± std over seeds, feedback {feedback}"
+    title += " (LEAKY)" if bool(apps_cells["leaky"].any()) else ""
+    return Table(
+        f"apps_difficulty_{feedback}", title, header, rows, protocol=protocol_block(apps_cells, pd.DataFrame())
+    )
+
+
+def load_paper_results(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """``config/paper_results.yaml``: the paper's numbers (percent) with their source."""
+    try:
+        document = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise UserError(f"{path}: unreadable paper results ({exc})") from None
+    if not isinstance(document, dict) or not isinstance(document.get("results"), list):
+        raise UserError(f"{path}: needs a 'results' list")
+    sources = document.get("sources") or {}
+    rows = []
+    for index, entry in enumerate(document["results"]):
+        where = f"{path}: results[{index}]"
+        if not isinstance(entry, dict):
+            raise UserError(f"{where}: must be a mapping")
+        missing = [k for k in ("model", "benchmark", "strategy", "source") if k not in entry]
+        if missing:
+            raise UserError(f"{where}: missing {', '.join(missing)}")
+        if entry["source"] not in sources:
+            raise UserError(f"{where}: source {entry['source']!r} is not described under 'sources'")
+        for metric in ("pass_at_1", "soft_pass_at_1"):
+            if metric not in entry:
+                continue
+            value = entry[metric]
+            if not isinstance(value, int | float) or not 0 <= value <= 100:
+                raise UserError(f"{where}: {metric} must be a percentage, got {value!r}")
+            rows.append(
+                {
+                    **{k: entry[k] for k in ("model", "benchmark", "strategy")},
+                    "metric": metric,
+                    "paper": float(value) / 100,
+                    "source": sources[entry["source"]],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _mean_ci(values: np.ndarray, seed: int) -> tuple[float, float]:
+    if len(values) == 0:
+        return (float("nan"), float("nan"))
+    if np.all(values == values[0]):
+        return (float(values[0]), float(values[0]))
+    result = stats.bootstrap(
+        (values,), np.mean, n_resamples=9999, confidence_level=0.95, method="BCa", rng=np.random.default_rng(seed)
+    )
+    return (float(result.confidence_interval.low), float(result.confidence_interval.high))
+
+
+def paper_comparison(paper: pd.DataFrame, cells: pd.DataFrame, per_task: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    column = {"pass_at_1": "passed", "soft_pass_at_1": "soft_pass"}
+    for index, entry in enumerate(paper.to_dict(orient="records")):
+        matches = cells[
+            (cells["model"] == entry["model"])
+            & (cells["benchmark"] == entry["benchmark"])
+            & (cells["strategy"] == entry["strategy"])
+        ]
+        if matches.empty:
+            rows.append(
+                {
+                    **entry,
+                    "feedback": None,
+                    "leaky": None,
+                    "ours_mean": np.nan,
+                    "ours_std": np.nan,
+                    "seeds": 0,
+                    "diff": np.nan,
+                    "diff_ci_low": np.nan,
+                    "diff_ci_high": np.nan,
+                }
+            )
+            continue
+        for cell in matches.to_dict(orient="records"):
+            tasks = per_task[
+                (per_task["model"] == cell["model"])
+                & (per_task["benchmark"] == cell["benchmark"])
+                & (per_task["strategy"] == cell["strategy"])
+                & (per_task["feedback"] == cell["feedback"])
+            ]
+            per_task_mean = tasks.groupby("task_id")[column[entry["metric"]]].mean().to_numpy(float)
+            low, high = _mean_ci(per_task_mean, seed=index)
+            ours = cell[f"{entry['metric']}_mean"]
+            rows.append(
+                {
+                    **entry,
+                    "feedback": cell["feedback"],
+                    "leaky": bool(cell["leaky"]),
+                    "ours_mean": ours,
+                    "ours_std": cell[f"{entry['metric']}_std"],
+                    "seeds": int(cell["seeds"]),
+                    "diff": ours - entry["paper"],
+                    "diff_ci_low": low - entry["paper"],
+                    "diff_ci_high": high - entry["paper"],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def paper_table(comparison: pd.DataFrame) -> Table:
+    header = [
+        "Model",
+        "Benchmark",
+        "Strategy",
+        "Metric",
+        "Paper",
+        "Ours (mean ± std)",
+        "Ours − paper",
+        "95% CI",
+        "Source",
+    ]
+    rows = []
+    for r in comparison.to_dict(orient="records"):
+        ran = not pd.isna(r["feedback"])
+        feedback = f"{r['feedback']}{' LEAKY' if r['leaky'] else ''}, {r['seeds']} seeds" if ran else ""
+        rows.append(
+            [
+                r["model"],
+                BENCHMARK_NAMES.get(r["benchmark"], r["benchmark"]),
+                STRATEGY_NAMES.get(r["strategy"], r["strategy"]),
+                {"pass_at_1": "Pass@1", "soft_pass_at_1": "SoftPass@1"}[r["metric"]],
+                f"{100 * r['paper']:.2f}",
+                f"{_percent(r['ours_mean'], r['ours_std'])} ({feedback})" if ran else "not run",
+                _percent(r["diff"]),
+                "–" if np.isnan(r["diff_ci_low"]) else f"[{100 * r['diff_ci_low']:.1f}, {100 * r['diff_ci_high']:.1f}]",
+                r["source"],
+            ]
+        )
+    protocol = [
+        "Ours: the mean over seeds; CI: BCa bootstrap over tasks of the per-task mean over seeds, "
+        "minus the paper's number.",
+        "The paper's README labels its table MBPP and its abstract MBPP+ for the same PPO numbers; both are set "
+        "beside our MBPP+ runs. The paper trained and tested on the same suites; our agents train on a "
+        "decontaminated MBPP split.",
+    ]
+    return Table("paper_vs_reproduced", "Paper vs reproduced (%)", header, rows, protocol=protocol)
+
+
+def _write(table: Table, numbers: pd.DataFrame, out: Path) -> list[str]:
+    atomic_write_text(out / f"{table.name}.md", table.markdown())
+    atomic_write_text(out / f"{table.name}.tex", table.latex())
+    write_csv(out / f"{table.name}.csv", numbers)
+    return [table.name]
+
+
+def make_tables(results: str | os.PathLike[str], paper: str | os.PathLike[str] | None = None) -> list[str]:
+    """Write every table of ``results`` to ``results/tables/``; returns the table names."""
+    root = Path(results)
+    sources = {name: root / "aggregate" / f"{name}.csv" for name in ("cells", "per_task")}
+    sources["comparisons"] = root / "stats" / "comparisons.csv"
+    for path in sources.values():
+        if not path.exists():
+            raise UserError(f"{path}: missing; run `promis-repro aggregate` and `promis-repro stats` first")
+    cells = pd.read_csv(sources["cells"], keep_default_na=True)
+    per_task = pd.read_csv(sources["per_task"], dtype={"task_id": str})
+    comparisons = pd.read_csv(sources["comparisons"]) if sources["comparisons"].stat().st_size > 1 else pd.DataFrame()
+    out = root / "tables"
+    names = []
+    for (benchmark, feedback), group in cells.groupby(["benchmark", "feedback"], sort=True):
+        table = benchmark_table(cells, comparisons, benchmark, feedback)
+        numbers = group.drop(columns=["budget", "reward", "data_hash"], errors="ignore")
+        if not comparisons.empty:
+            keys = ["model", "benchmark", "strategy", "feedback"]
+            tests = comparisons[[*keys, "p_mcnemar_holm", "p_wilcoxon_holm", "pass_diff", "soft_diff"]]
+            numbers = numbers.merge(tests, on=keys, how="left")
+        names += _write(table, numbers, out)
+    for feedback in sorted(set(cells["feedback"])):
+        table = difficulty_table(per_task, cells, feedback)
+        if table is not None:
+            apps = per_task[(per_task["benchmark"] == "apps") & (per_task["feedback"] == feedback)]
+            numbers = apps.groupby(["model", "strategy", "seed", "difficulty"])["passed"].mean().reset_index()
+            names += _write(table, numbers.rename(columns={"passed": "pass_at_1"}), out)
+    if paper is not None:
+        comparison = paper_comparison(load_paper_results(paper), cells, per_task)
+        names += _write(paper_table(comparison), comparison, out)
+        sources["paper"] = Path(paper)
+    atomic_write_text(out / "index.json", json.dumps(names, indent=2) + "\n")
+    write_stage_provenance(out, "tables", sources.values(), {"tables": names})
+    return names
