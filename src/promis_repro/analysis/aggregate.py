@@ -95,6 +95,15 @@ def sort_cells(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def apps_pass_by_difficulty(per_task: pd.DataFrame) -> pd.DataFrame:
+    """APPS Pass@1 per model, strategy, feedback, seed and difficulty (tables and figures share it)."""
+    from promis_repro.data.apps import DIFFICULTIES
+
+    tasks = per_task[(per_task["benchmark"] == "apps") & per_task["difficulty"].isin(DIFFICULTIES)]
+    keys = ["model", "strategy", "feedback", "seed", "difficulty"]
+    return tasks.groupby(keys)["passed"].mean().reset_index().rename(columns={"passed": "pass_at_1"})
+
+
 def _cells(per_seed: pd.DataFrame, per_task: pd.DataFrame, protocol: dict[tuple, dict[str, Any]]) -> pd.DataFrame:
     rows = []
     empty = per_task.iloc[0:0]

@@ -24,9 +24,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from promis_repro.analysis.tables import BENCHMARK_NAMES, DIFFICULTIES
-from promis_repro.analysis.tree import read_jsonl, strategy_rank, write_stage_provenance
-from promis_repro.errors import UserError
+from promis_repro.analysis.aggregate import apps_pass_by_difficulty
+from promis_repro.analysis.tables import BENCHMARK_NAMES
+from promis_repro.analysis.tree import read_jsonl, require_files, strategy_rank, write_stage_provenance
+from promis_repro.data.apps import DIFFICULTIES
 
 FIGURES = ("bars", "ppo_learning", "actions_by_step", "cost_vs_pass", "apps_difficulty", "softpass_distribution")
 ACTION_NAMES = {0: "direct", 1: "mutate", 2: "rewrite"}
@@ -163,16 +164,15 @@ def cost_vs_pass(cells: pd.DataFrame) -> plt.Figure:
 
 
 def apps_difficulty(per_task: pd.DataFrame) -> plt.Figure:
-    tasks = per_task[(per_task["benchmark"] == "apps") & per_task["difficulty"].isin(DIFFICULTIES)]
-    if tasks.empty:
+    by_seed = apps_pass_by_difficulty(per_task)
+    if by_seed.empty:
         return _empty("no APPS results with difficulty in this results tree")
-    by_seed = tasks.groupby(["model", "strategy", "feedback", "seed", "difficulty"])["passed"].mean().reset_index()
     frame = _label(by_seed.assign(benchmark="apps"))
     grid = sns.catplot(
         data=frame,
         kind="bar",
         x="difficulty",
-        y="passed",
+        y="pass_at_1",
         hue="strategy",
         col="model",
         order=[d for d in DIFFICULTIES if d in set(frame["difficulty"])],
@@ -209,9 +209,7 @@ def make_figures(results: str | os.PathLike[str]) -> list[Path]:
     """Write every figure of ``results`` to ``results/figures/{name}.png`` and ``.pdf``."""
     root = Path(results)
     sources = {name: root / "aggregate" / f"{name}.csv" for name in ("cells", "per_seed", "per_task")}
-    for path in sources.values():
-        if not path.exists():
-            raise UserError(f"{path}: missing; run `promis-repro aggregate --results {root}` first")
+    require_files(sources.values(), f"`promis-repro aggregate --results {root}`")
     cells = pd.read_csv(sources["cells"])
     per_seed = pd.read_csv(sources["per_seed"])
     per_task = pd.read_csv(sources["per_task"], dtype={"task_id": str})

@@ -31,8 +31,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from promis_repro.analysis.aggregate import records, sort_cells, write_csv
-from promis_repro.analysis.tree import write_stage_provenance
-from promis_repro.errors import UserError
+from promis_repro.analysis.tree import require_files, write_stage_provenance
 from promis_repro.io import atomic_write_json
 
 ALPHA = 0.05
@@ -41,17 +40,18 @@ REFERENCE = "ppo"
 GROUP = ["model", "benchmark", "feedback"]
 
 
-def _bootstrap_ci(x: np.ndarray, y: np.ndarray, seed: int, n_resamples: int) -> tuple[float, float]:
-    difference = x - y
-    if len(difference) == 0:
+def mean_ci(values: np.ndarray, seed: int, n_resamples: int = 9999) -> tuple[float, float]:
+    """BCa bootstrap 95% CI of the mean, tasks resampled; a constant sample has that constant as its interval.
+
+    On paired differences this is the paired bootstrap: resampling tasks resamples both sides together.
+    """
+    if len(values) == 0:
         return (float("nan"), float("nan"))
-    if np.all(difference == difference[0]):
-        return (float(difference[0]), float(difference[0]))
+    if np.all(values == values[0]):
+        return (float(values[0]), float(values[0]))
     result = stats.bootstrap(
-        (x, y),
-        lambda a, b, axis: np.mean(a - b, axis=axis),
-        paired=True,
-        vectorized=True,
+        (values,),
+        np.mean,
         n_resamples=n_resamples,
         confidence_level=0.95,
         method="BCa",
@@ -113,8 +113,8 @@ def compare_pair(
     pass_ref, pass_other = left["passed"].to_numpy(float), right["passed"].to_numpy(float)
     soft_ref, soft_other = left["soft_pass"].to_numpy(float), right["soft_pass"].to_numpy(float)
     only_reference, only_other, p_mcnemar = _mcnemar(pass_ref > 0.5, pass_other > 0.5)
-    pass_ci = _bootstrap_ci(pass_ref, pass_other, seed, n_resamples)
-    soft_ci = _bootstrap_ci(soft_ref, soft_other, seed + 1, n_resamples)
+    pass_ci = mean_ci(pass_ref - pass_other, seed, n_resamples)
+    soft_ci = mean_ci(soft_ref - soft_other, seed + 1, n_resamples)
     n = len(common)
     spread = float(np.std(pass_ref - pass_other, ddof=1)) if n > 1 else float("nan")
     mdd = (stats.norm.ppf(1 - ALPHA / 2) + stats.norm.ppf(POWER)) * spread / np.sqrt(n) if n > 1 else float("nan")
@@ -186,9 +186,7 @@ def run_stats(results: str | os.PathLike[str], reference: str = REFERENCE, n_res
     """Read ``results/aggregate/``, write ``results/stats/comparisons.{csv,json}``."""
     root = Path(results)
     sources = [root / "aggregate" / "per_task.csv", root / "aggregate" / "per_seed.csv"]
-    for path in sources:
-        if not path.exists():
-            raise UserError(f"{path}: missing; run `promis-repro aggregate --results {root}` first")
+    require_files(sources, f"`promis-repro aggregate --results {root}`")
     per_task = pd.read_csv(sources[0], dtype={"task_id": str})
     per_seed = pd.read_csv(sources[1])
     frame = compare_strategies(per_task, per_seed, reference=reference, n_resamples=n_resamples)

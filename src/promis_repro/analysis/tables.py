@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
-from scipy import stats
 
-from promis_repro.analysis.aggregate import write_csv
-from promis_repro.analysis.significance import ALPHA, POWER, REFERENCE
-from promis_repro.analysis.tree import model_rank, strategy_rank, write_stage_provenance
+from promis_repro.analysis.aggregate import apps_pass_by_difficulty, write_csv
+from promis_repro.analysis.significance import ALPHA, POWER, REFERENCE, mean_ci
+from promis_repro.analysis.tree import model_rank, require_files, strategy_rank, write_stage_provenance
+from promis_repro.data.apps import DIFFICULTIES
 from promis_repro.errors import UserError
 from promis_repro.io import atomic_write_text
 
@@ -40,7 +40,6 @@ STRATEGY_NAMES = {
     "self_correct": "Self-correct",
     "rl_rewriter": "RL rewriter (GRPO)",
 }
-DIFFICULTIES = ("introductory", "interview", "competition")
 PASS_MARK, SOFT_MARK = "†", "‡"
 LATEX_ESCAPES = {
     "\\": r"\textbackslash{}",
@@ -209,19 +208,20 @@ def benchmark_table(cells: pd.DataFrame, comparisons: pd.DataFrame, benchmark: s
     return Table(f"{benchmark}_{feedback}", title, header, rows, bold, marks, protocol_block(cells, relevant))
 
 
-def difficulty_table(per_task: pd.DataFrame, cells: pd.DataFrame, feedback: str) -> Table | None:
-    tasks = per_task[(per_task["benchmark"] == "apps") & (per_task["feedback"] == feedback)]
-    tasks = tasks[tasks["difficulty"].isin(DIFFICULTIES)]
-    if tasks.empty:
+def difficulty_table(
+    by_difficulty: pd.DataFrame, per_task: pd.DataFrame, cells: pd.DataFrame, feedback: str
+) -> Table | None:
+    """``by_difficulty``: one feedback mode's rows of ``apps_pass_by_difficulty``."""
+    if by_difficulty.empty:
         return None
-    by_seed = tasks.groupby(["model", "strategy", "seed", "difficulty"])["passed"].mean().reset_index()
-    summary = by_seed.groupby(["model", "strategy", "difficulty"])["passed"].agg(["mean", "std"])
-    present = [d for d in DIFFICULTIES if d in set(tasks["difficulty"])]
+    summary = by_difficulty.groupby(["model", "strategy", "difficulty"])["pass_at_1"].agg(["mean", "std"])
+    present = [d for d in DIFFICULTIES if d in set(by_difficulty["difficulty"])]
+    tasks = per_task[(per_task["benchmark"] == "apps") & (per_task["feedback"] == feedback)]
     counts = tasks.groupby("difficulty")["task_id"].nunique()
     header = ["Model", "Strategy"] + [f"{d} (n={counts[d]})" for d in present]
     rows = []
-    for model in sorted(set(tasks["model"]), key=model_rank):
-        for strategy in _strategies(tasks[tasks["model"] == model]):
+    for model in sorted(set(by_difficulty["model"]), key=model_rank):
+        for strategy in _strategies(by_difficulty[by_difficulty["model"] == model]):
             row = [model, STRATEGY_NAMES.get(strategy, strategy)]
             for difficulty in present:
                 key = (model, strategy, difficulty)
@@ -271,17 +271,6 @@ def load_paper_results(path: str | os.PathLike[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _mean_ci(values: np.ndarray, seed: int) -> tuple[float, float]:
-    if len(values) == 0:
-        return (float("nan"), float("nan"))
-    if np.all(values == values[0]):
-        return (float(values[0]), float(values[0]))
-    result = stats.bootstrap(
-        (values,), np.mean, n_resamples=9999, confidence_level=0.95, method="BCa", rng=np.random.default_rng(seed)
-    )
-    return (float(result.confidence_interval.low), float(result.confidence_interval.high))
-
-
 def paper_comparison(paper: pd.DataFrame, cells: pd.DataFrame, per_task: pd.DataFrame) -> pd.DataFrame:
     rows = []
     column = {"pass_at_1": "passed", "soft_pass_at_1": "soft_pass"}
@@ -314,7 +303,7 @@ def paper_comparison(paper: pd.DataFrame, cells: pd.DataFrame, per_task: pd.Data
                 & (per_task["feedback"] == cell["feedback"])
             ]
             per_task_mean = tasks.groupby("task_id")[column[entry["metric"]]].mean().to_numpy(float)
-            low, high = _mean_ci(per_task_mean, seed=index)
+            low, high = mean_ci(per_task_mean, seed=index)
             ours = cell[f"{entry['metric']}_mean"]
             rows.append(
                 {
@@ -383,9 +372,7 @@ def make_tables(results: str | os.PathLike[str], paper: str | os.PathLike[str] |
     root = Path(results)
     sources = {name: root / "aggregate" / f"{name}.csv" for name in ("cells", "per_task")}
     sources["comparisons"] = root / "stats" / "comparisons.csv"
-    for path in sources.values():
-        if not path.exists():
-            raise UserError(f"{path}: missing; run `promis-repro aggregate` and `promis-repro stats` first")
+    require_files(sources.values(), "`promis-repro aggregate` and `promis-repro stats`")
     cells = pd.read_csv(sources["cells"], keep_default_na=True)
     per_task = pd.read_csv(sources["per_task"], dtype={"task_id": str})
     comparisons = pd.read_csv(sources["comparisons"]) if sources["comparisons"].stat().st_size > 1 else pd.DataFrame()
@@ -399,12 +386,12 @@ def make_tables(results: str | os.PathLike[str], paper: str | os.PathLike[str] |
             tests = comparisons[[*keys, "p_mcnemar_holm", "p_wilcoxon_holm", "pass_diff", "soft_diff"]]
             numbers = numbers.merge(tests, on=keys, how="left")
         names += _write(table, numbers, out)
+    by_difficulty = apps_pass_by_difficulty(per_task)
     for feedback in sorted(set(cells["feedback"])):
-        table = difficulty_table(per_task, cells, feedback)
+        numbers = by_difficulty[by_difficulty["feedback"] == feedback]
+        table = difficulty_table(numbers, per_task, cells, feedback)
         if table is not None:
-            apps = per_task[(per_task["benchmark"] == "apps") & (per_task["feedback"] == feedback)]
-            numbers = apps.groupby(["model", "strategy", "seed", "difficulty"])["passed"].mean().reset_index()
-            names += _write(table, numbers.rename(columns={"passed": "pass_at_1"}), out)
+            names += _write(table, numbers.drop(columns="feedback"), out)
     if paper is not None:
         comparison = paper_comparison(load_paper_results(paper), cells, per_task)
         names += _write(paper_table(comparison), comparison, out)

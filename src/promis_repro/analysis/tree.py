@@ -74,6 +74,13 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return rows
 
 
+def require_files(paths: Iterable[Path], producer: str) -> None:
+    """One line naming the first missing input and the command that writes it."""
+    for path in paths:
+        if not path.exists():
+            raise UserError(f"{path}: missing; run {producer} first")
+
+
 def write_stage_provenance(
     out: str | os.PathLike[str], stage: str, inputs: Iterable[str | os.PathLike[str]], settings: dict[str, Any]
 ) -> None:
