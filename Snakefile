@@ -26,10 +26,19 @@ include: "rules/train.smk"
 include: "rules/run.smk"
 include: "rules/evaluate.smk"
 include: "rules/aggregate.smk"
+include: "rules/report.smk"
+
+
+# `snakemake --report results/report.html`: the workflow description; every report() output joins it
+report: "workflow/report/workflow.rst"
 
 
 rule all:
     default_target: True
     input:
         all_metrics(),
-        f"{RESULTS}/aggregate/cells.csv",
+        rules.aggregate.output,
+        rules.stats.output,
+        rules.tables.output,
+        rules.figures.output,
+        rules.provenance.output,

@@ -3,6 +3,7 @@ import json
 import shutil
 import sys
 
+from promis_repro.analysis.tree import FIGURES, table_names
 from promis_repro.errors import UserError
 from promis_repro.workflow_config import validate_pipeline_config
 
@@ -89,3 +90,16 @@ def gpu_resources():
 
 def cpu_resources():
     return config["resources"]["cpu"]
+
+
+def feedback_modes():
+    """The feedback modes of the grid's cells, as the tables name them."""
+    return [config["feedback"]] + (["oracle"] if config.get("oracle_variant") else [])
+
+
+def table_caption(name):
+    if name == "paper_vs_reproduced":
+        return "../workflow/report/paper_vs_reproduced.rst"
+    if name.startswith("apps_difficulty_"):
+        return "../workflow/report/apps_difficulty.rst"
+    return "../workflow/report/benchmark_table.rst"

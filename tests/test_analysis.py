@@ -144,6 +144,31 @@ def test_tables_match_golden_files(tmp_path, name):
     assert pd.read_csv(tmp_path / "tables" / f"{name}.csv").shape[0] > 0
 
 
+def test_tables_are_the_ones_the_pipeline_names_in_advance(tmp_path):
+    from promis_repro.analysis.tree import table_names
+
+    small_tree(tmp_path)
+    _analyse(tmp_path)
+    names = make_tables(tmp_path, paper=REPO / "config" / "paper_results.yaml")
+    assert sorted(names) == sorted(table_names(["mbppplus", "apps"], ["visible"]))
+    for name in names:
+        for suffix in ("md", "tex", "csv", "html"):
+            assert (tmp_path / "tables" / f"{name}.{suffix}").stat().st_size > 0
+    page = (tmp_path / "tables" / "mbppplus_visible.html").read_text()
+    assert page.count("<tr>") == 1 + 3 and "<b>" in page and "Feedback: visible" in page
+
+
+def test_apps_difficulty_table_exists_without_recorded_difficulties(tmp_path):
+    small_tree(tmp_path)
+    for path in tmp_path.glob("*/apps/*/seed*/results.jsonl"):
+        rows = [json.loads(line) | {"difficulty": None} for line in path.read_text().splitlines()]
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    _analyse(tmp_path)
+    assert "apps_difficulty_visible" in make_tables(tmp_path)
+    text = (tmp_path / "tables" / "apps_difficulty_visible.md").read_text()
+    assert "No results.jsonl row carries an APPS difficulty" in text
+
+
 def test_significance_marks_in_a_golden_table(tmp_path):
     planted_tree(tmp_path)
     _analyse(tmp_path)
@@ -198,7 +223,7 @@ def test_figures_render_without_a_display(tmp_path):
         env=env,
     )
     assert done.returncode == 0, done.stderr
-    from promis_repro.analysis.figures import FIGURES
+    from promis_repro.analysis.tree import FIGURES
 
     for name in FIGURES:
         assert (tmp_path / "figures" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

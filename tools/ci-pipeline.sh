@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The pipeline checks of CI, after the unit tests:
-#   1. the tiny config end to end with -c2, then a second invocation that must do nothing;
+#   1. the tiny config end to end with -c2, then a second invocation that must do nothing, then
+#      `snakemake --report` with every table and figure;
 #   2. a run killed midway (SIGKILL) and rerun: same metrics, no corrupt file;
 #   3. one full cell through a real one-node SLURM cluster (tools/slurm-cluster.sh), stopped by PID.
 set -euo pipefail
@@ -17,6 +18,18 @@ log "tiny pipeline done in $(( $(date +%s) - start )) s"
 second=$($SNAKEMAKE --configfile config/tiny.yaml -c2 2>&1)
 echo "$second" | grep -q "Nothing to be done" || { echo "$second"; echo "second invocation was not a no-op" >&2; exit 1; }
 log "second invocation: nothing to be done"
+$SNAKEMAKE --configfile config/tiny.yaml --report results/tiny/report.html
+.venv/bin/python - <<'PY'
+# every table and figure the rules name is in the report, with its caption
+from promis_repro.analysis.tree import FIGURES, table_names
+page = open("results/tiny/report.html", encoding="utf-8").read()
+names = [f"{t}.html" for t in table_names(["mbppplus", "humanevalplus", "apps"], ["visible"])]
+names += [f"{f}.png" for f in FIGURES] + ["comparisons.csv", "cells.csv", "provenance.html", "decontamination"]
+missing = [name for name in names if name not in page]
+assert not missing, f"not in results/tiny/report.html: {missing}"
+assert "Holm-Bonferroni" in page and "paired BCa bootstrap" in page, "report captions missing"
+print(f"report: {len(names)} tables, figures and appendices with captions")
+PY
 
 log "kill midway and rerun (the tiny config's direct and ga_only cells on MBPP+, own empty cache)"
 rm -rf results/tiny-killed
@@ -67,5 +80,5 @@ test -s results/slurm-ci/aggregate/cells.csv
 test -s results/slurm-ci/agents/ppo/smollm2-135m-instruct/seed1/training.json
 # every job but the local target rule went through sbatch (the plugin deletes logs of successful jobs)
 submitted=$(grep -c "has been submitted with SLURM jobid" results/slurm-ci.log || true)
-[ "$submitted" -ge 7 ] || { echo "only $submitted jobs went through SLURM" >&2; exit 1; }
+[ "$submitted" -ge 11 ] || { echo "only $submitted jobs went through SLURM" >&2; exit 1; }
 log "SLURM cell done"

@@ -26,15 +26,20 @@ import seaborn as sns
 
 from promis_repro.analysis.aggregate import apps_pass_by_difficulty
 from promis_repro.analysis.tables import BENCHMARK_NAMES
-from promis_repro.analysis.tree import read_jsonl, require_files, strategy_rank, write_stage_provenance
+from promis_repro.analysis.tree import FIGURES, read_jsonl, require_files, strategy_rank, write_stage_provenance
 from promis_repro.data.apps import DIFFICULTIES
 
-FIGURES = ("bars", "ppo_learning", "actions_by_step", "cost_vs_pass", "apps_difficulty", "softpass_distribution")
 ACTION_NAMES = {0: "direct", 1: "mutate", 2: "rewrite"}
 
 
 def _order(frame: pd.DataFrame) -> list[str]:
     return sorted(set(frame["strategy"]), key=strategy_rank)
+
+
+def _columns(frame: pd.DataFrame) -> list[str]:
+    """Benchmark panels in the paper's order (MBPP+, HumanEval+, APPS), after ``_label``."""
+    names = list(BENCHMARK_NAMES.values())
+    return sorted(set(frame["benchmark"]), key=lambda b: names.index(b) if b in names else len(names))
 
 
 def _empty(message: str) -> plt.Figure:
@@ -54,21 +59,30 @@ def _label(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def bars(per_seed: pd.DataFrame) -> plt.Figure:
-    frame = _label(per_seed)
+    frame = _label(per_seed).rename(columns={"pass_at_1": "Pass@1", "soft_pass_at_1": "SoftPass@1"})
+    long = frame.melt(
+        id_vars=["model", "benchmark", "strategy", "seed"],
+        value_vars=["Pass@1", "SoftPass@1"],
+        var_name="metric",
+        value_name="score",
+    )
     grid = sns.catplot(
-        data=frame,
+        data=long,
         kind="bar",
         x="strategy",
-        y="pass_at_1",
+        y="score",
         hue="model",
         col="benchmark",
+        col_order=_columns(frame),
+        row="metric",
         order=_order(frame),
         errorbar=("ci", 95),
         seed=0,
-        height=3.5,
+        height=3.2,
         aspect=1.3,
     )
-    grid.set_axis_labels("", "Pass@1")
+    grid.set_axis_labels("", "mean over seeds")
+    grid.set_titles("{row_name} · {col_name}")
     grid.tick_params(axis="x", rotation=60)
     return grid.figure
 
@@ -155,6 +169,7 @@ def cost_vs_pass(cells: pd.DataFrame) -> plt.Figure:
         hue="strategy",
         style="model",
         col="benchmark",
+        col_order=_columns(frame),
         hue_order=_order(frame),
         height=3.2,
         s=60,
@@ -196,6 +211,7 @@ def softpass_distribution(per_task: pd.DataFrame) -> plt.Figure:
         y="soft_pass",
         hue="model",
         col="benchmark",
+        col_order=_columns(frame),
         order=_order(frame),
         height=3.5,
         aspect=1.3,

@@ -1,10 +1,11 @@
-"""The paper's tables from a results tree, as Markdown, LaTeX (booktabs) and CSV.
+"""The paper's tables from a results tree, as Markdown, LaTeX (booktabs), CSV and HTML (the report's view).
 
-- ``table_{benchmark}_{feedback}``: strategies x generators, Pass@1 and SoftPass@1 in percent as
+- ``{benchmark}_{feedback}``: strategies x generators, Pass@1 and SoftPass@1 in percent as
   mean ± standard deviation over seeds; the best mean of each column in bold; † (Pass@1, McNemar) and
   ‡ (SoftPass@1, Wilcoxon) mark a difference from ``ppo`` significant after Holm correction over the
   table. A protocol block follows every table.
-- ``apps_difficulty_{feedback}``: APPS Pass@1 by difficulty.
+- ``apps_difficulty_{feedback}``: APPS Pass@1 by difficulty (written whenever APPS cells exist, so a
+  pipeline can name it in advance; dashes where results.jsonl rows carry no difficulty).
 - ``paper_vs_reproduced``: the paper's numbers (``config/paper_results.yaml``) beside ours, the
   difference and its 95% bootstrap CI (tasks resampled; the paper's number is a constant).
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from html import escape as escape_html
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +118,27 @@ class Table:
         lines.append(r"\end{table}")
         return "\n".join(lines) + "\n"
 
+    def html(self) -> str:
+        """A standalone page: the Snakemake report shows it as the table's result."""
+        header = "".join(f"<th>{escape_html(h)}</th>" for h in self.header)
+        body = []
+        for i, row in enumerate(self.rows):
+            cells = []
+            for j, text in enumerate(row):
+                text = escape_html(text)
+                text = f"<b>{text}</b>" if (i, j) in self.bold else text
+                cells.append(f"<td>{text}{self.marks.get((i, j), '')}</td>")
+            body.append("<tr>" + "".join(cells) + "</tr>")
+        protocol = "".join(f"<li>{escape_html(line)}</li>" for line in self.protocol)
+        return (
+            "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+            f"<title>{escape_html(self.title)}</title>"
+            "<style>body{font-family:sans-serif}table{border-collapse:collapse}"
+            "th,td{padding:2px 8px;border-bottom:1px solid #ccc}td:not(:first-child){text-align:right}</style>"
+            f"</head><body><h3>{escape_html(self.title)}</h3><table><thead><tr>{header}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table><ul>{protocol}</ul></body></html>\n"
+        )
+
 
 def _percent(mean: float, std: float | None = None) -> str:
     if mean is None or np.isnan(mean):
@@ -211,28 +234,29 @@ def benchmark_table(cells: pd.DataFrame, comparisons: pd.DataFrame, benchmark: s
 def difficulty_table(
     by_difficulty: pd.DataFrame, per_task: pd.DataFrame, cells: pd.DataFrame, feedback: str
 ) -> Table | None:
-    """``by_difficulty``: one feedback mode's rows of ``apps_pass_by_difficulty``."""
-    if by_difficulty.empty:
+    """``by_difficulty``: one feedback mode's rows of ``apps_pass_by_difficulty``; None without APPS cells."""
+    apps_cells = cells[(cells["benchmark"] == "apps") & (cells["feedback"] == feedback)]
+    if apps_cells.empty:
         return None
     summary = by_difficulty.groupby(["model", "strategy", "difficulty"])["pass_at_1"].agg(["mean", "std"])
-    present = [d for d in DIFFICULTIES if d in set(by_difficulty["difficulty"])]
+    present = [d for d in DIFFICULTIES if d in set(by_difficulty["difficulty"])] or list(DIFFICULTIES)
     tasks = per_task[(per_task["benchmark"] == "apps") & (per_task["feedback"] == feedback)]
     counts = tasks.groupby("difficulty")["task_id"].nunique()
-    header = ["Model", "Strategy"] + [f"{d} (n={counts[d]})" for d in present]
+    header = ["Model", "Strategy"] + [f"{d} (n={counts.get(d, 0)})" for d in present]
     rows = []
-    for model in sorted(set(by_difficulty["model"]), key=model_rank):
-        for strategy in _strategies(by_difficulty[by_difficulty["model"] == model]):
+    for model in sorted(set(apps_cells["model"]), key=model_rank):
+        for strategy in _strategies(apps_cells[apps_cells["model"] == model]):
             row = [model, STRATEGY_NAMES.get(strategy, strategy)]
             for difficulty in present:
                 key = (model, strategy, difficulty)
                 row.append(_percent(*summary.loc[key]) if key in summary.index else "–")
             rows.append(row)
-    apps_cells = cells[(cells["benchmark"] == "apps") & (cells["feedback"] == feedback)]
     title = f"APPS Pass@1 (%) by difficulty, mean ± std over seeds, feedback {feedback}"
     title += " (LEAKY)" if bool(apps_cells["leaky"].any()) else ""
-    return Table(
-        f"apps_difficulty_{feedback}", title, header, rows, protocol=protocol_block(apps_cells, pd.DataFrame())
-    )
+    protocol = protocol_block(apps_cells, pd.DataFrame())
+    if by_difficulty.empty:
+        protocol.insert(0, "No results.jsonl row carries an APPS difficulty (rows written before it was recorded).")
+    return Table(f"apps_difficulty_{feedback}", title, header, rows, protocol=protocol)
 
 
 def load_paper_results(path: str | os.PathLike[str]) -> pd.DataFrame:
@@ -363,6 +387,7 @@ def paper_table(comparison: pd.DataFrame) -> Table:
 def _write(table: Table, numbers: pd.DataFrame, out: Path) -> list[str]:
     atomic_write_text(out / f"{table.name}.md", table.markdown())
     atomic_write_text(out / f"{table.name}.tex", table.latex())
+    atomic_write_text(out / f"{table.name}.html", table.html())
     write_csv(out / f"{table.name}.csv", numbers)
     return [table.name]
 

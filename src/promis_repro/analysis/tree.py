@@ -15,6 +15,19 @@ from promis_repro.provenance import provenance
 #: top-level directories of a results tree that are not models
 NOT_MODELS = {"agents", "aggregate", "stats", "tables", "figures", "report", "data", "logs", "models", "config"}
 
+#: the figures stage's outputs, ``figures/{name}.png`` and ``.pdf``
+FIGURES = ("bars", "ppo_learning", "actions_by_step", "cost_vs_pass", "apps_difficulty", "softpass_distribution")
+
+
+def table_names(benchmarks: Iterable[str], feedback_modes: Iterable[str]) -> list[str]:
+    """The tables stage's outputs for a grid, ``tables/{name}.{md,tex,csv,html}`` (named before they exist)."""
+    feedback_modes = sorted(set(feedback_modes))
+    names = [f"{benchmark}_{feedback}" for benchmark in benchmarks for feedback in feedback_modes]
+    if "apps" in benchmarks:
+        names += [f"apps_difficulty_{feedback}" for feedback in feedback_modes]
+    return [*names, "paper_vs_reproduced"]
+
+
 #: the strategies in the order the paper's tables list them, then our additions
 STRATEGY_ORDER = (
     "direct",
