@@ -63,11 +63,17 @@ def cells(root):
 killed = cells("results/tiny-killed")
 full = [row for row in cells("results/tiny") if row[1] == "mbppplus" and row[2] in ("direct", "ga_only")]
 assert killed == full and len(killed) == 4, ("metrics differ after kill and rerun", killed, full)
+# generation is seeded, so the rerun's solutions must equal the uninterrupted run's, text for text
+for path in pathlib.Path("results/tiny-killed").rglob("samples.jsonl"):
+    twin = pathlib.Path("results/tiny") / path.relative_to("results/tiny-killed")
+    ours = [(r["task_id"], r["solution"]) for r in map(json.loads, path.read_text().splitlines())]
+    theirs = [(r["task_id"], r["solution"]) for r in map(json.loads, twin.read_text().splitlines())]
+    assert ours == theirs, f"{path}: solutions differ from {twin} after kill and rerun"
 for path in pathlib.Path("results/tiny-killed").rglob("*.json"):
     json.loads(path.read_text())  # no truncated file
 for path in pathlib.Path("results/tiny-killed").rglob("*.jsonl"):
     [json.loads(line) for line in path.read_text().splitlines()]
-print("kill and rerun: same metrics, every JSON file complete")
+print("kill and rerun: same solutions and metrics, every JSON file complete")
 PY
 unset PROMIS_REPRO_CACHE
 

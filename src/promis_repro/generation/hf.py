@@ -221,9 +221,10 @@ class TransformersGenerator:
         step_input = input_ids
         with torch.inference_mode():
             for _ in range(settings.max_new_tokens):
+                # logits_to_keep=1: the prompt's forward pass projects only its last position onto the vocabulary
                 logits = self.model(
                     input_ids=step_input, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                    use_cache=True,
+                    use_cache=True, logits_to_keep=1,
                 ).logits[:, -1, :].float()  # fmt: skip
                 scores = processors(input_ids, logits)
                 if sampler is not None:
