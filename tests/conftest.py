@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+# two xdist workers share the two cores: one torch thread each instead of two threads fighting per core
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("PROMIS_REPRO_DATA_DIR", REPO.parent / "shared" / "data"))
 
@@ -16,7 +20,11 @@ def _session_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     # expected outputs computed during the tests stay inside the session
     # unless PROMIS_REPRO_CACHE points somewhere persistent (CI reuses one)
     if "PROMIS_REPRO_CACHE" not in os.environ:
-        os.environ["PROMIS_REPRO_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+        # pytest-xdist workers share one (every cache write is atomic), so the model is converted once
+        shared = tmp_path_factory.getbasetemp().parent if os.environ.get("PYTEST_XDIST_WORKER") else None
+        cache = shared / "cache" if shared else tmp_path_factory.mktemp("cache")
+        cache.mkdir(exist_ok=True)
+        os.environ["PROMIS_REPRO_CACHE"] = str(cache)
 
 
 @pytest.fixture(scope="session")
