@@ -245,3 +245,16 @@ def test_provenance_appendix_lists_what_produced_the_numbers(tmp_path):
     small_tree(tmp_path)
     page = write_provenance_report(tmp_path).read_text()
     assert "hub/codet5p-770m-py@main" in page and "0" * 40 in page and "ab" * 32 in page
+
+
+def test_no_spread_gives_no_minimum_detectable_difference(tmp_path):
+    """Every strategy fails every task (the tiny model's usual outcome): the MDD formula would say 0 pp,
+    i.e. any difference detectable; the table must say it is undefined instead."""
+    for strategy in ("ppo", "direct"):
+        for seed in (1, 2):
+            write_cell(tmp_path, "m", "mbppplus", strategy, seed, [("Mbpp/2", False, 0.0), ("Mbpp/3", False, 0.5)])
+    comparisons = _analyse(tmp_path, resamples=200)
+    assert comparisons[["mdd_pass_tasks", "mdd_pass_seeds"]].isna().all().all()
+    make_tables(tmp_path)
+    text = (tmp_path / "tables" / "mbppplus_visible.md").read_text()
+    assert "undefined, the Pass@1 differences have no spread" in text and "over the seeds 0.0 pp" not in text

@@ -90,10 +90,11 @@ def _seed_level(reference: pd.Series, other: pd.Series) -> dict[str, float]:
     else:
         interval = stats.ttest_rel(reference[common], other[common]).confidence_interval(0.95)
         out["seed_ci_low"], out["seed_ci_high"] = float(interval.low), float(interval.high)
-    df = len(common) - 1
-    out["mdd_pass_seeds"] = float(
-        (stats.t.ppf(1 - ALPHA / 2, df) + stats.t.ppf(POWER, df)) * spread / np.sqrt(len(common))
-    )
+    if spread > 0:  # with no observed spread the formula gives 0, which would claim perfect power
+        df = len(common) - 1
+        out["mdd_pass_seeds"] = float(
+            (stats.t.ppf(1 - ALPHA / 2, df) + stats.t.ppf(POWER, df)) * spread / np.sqrt(len(common))
+        )
     return out
 
 

@@ -178,15 +178,21 @@ def protocol_block(cells: pd.DataFrame, comparisons: pd.DataFrame) -> list[str]:
         seeds_mdd = comparisons["mdd_pass_seeds"].dropna()
         parts = []
         if len(tasks_mdd):
-            parts.append(f"{100 * tasks_mdd.median():.1f} pp over the tasks")
+            parts.append(f"over the tasks {_percentage_points(tasks_mdd.median())}")
         if len(seeds_mdd):
-            parts.append(f"{100 * seeds_mdd.median():.1f} pp over the seeds")
-        if parts:
-            lines.append(
-                f"Minimum detectable Pass@1 difference vs {REFERENCE} (α = {ALPHA}, power {POWER}, observed spread, "
-                f"median over comparisons): {'; '.join(parts)}."
-            )
+            parts.append(f"over the seeds {_percentage_points(seeds_mdd.median())}")
+        lines.append(
+            f"Minimum detectable Pass@1 difference vs {REFERENCE} (α = {ALPHA}, power {POWER}, observed spread, "
+            f"median over comparisons): "
+            + ("; ".join(parts) if parts else "undefined, the Pass@1 differences have no spread")
+            + "."
+        )
     return lines
+
+
+def _percentage_points(difference: float) -> str:
+    # a Pass@1 difference cannot exceed 100 pp: past that, nothing is detectable at this n
+    return f"{100 * difference:.1f} pp" if difference <= 1 else "more than 100 pp (none is detectable)"
 
 
 def _strategies(frame: pd.DataFrame) -> list[str]:
