@@ -51,7 +51,7 @@ MinJobAge=300
 KillWait=5
 InactiveLimit=0
 Waittime=0
-# the SLURM executor plugin runs `scontrol show config` whenever Snakemake starts; once this cluster is
+# the SLURM executor plugin runs "scontrol show config" whenever Snakemake starts; once this cluster is
 # stopped, a short timeout makes that call fail in ~2 s instead of ~9 s (local messages take milliseconds)
 MessageTimeout=3
 NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem Gres=gpu:1 State=UNKNOWN
