@@ -90,12 +90,18 @@ def _seed_level(reference: pd.Series, other: pd.Series) -> dict[str, float]:
     else:
         interval = stats.ttest_rel(reference[common], other[common]).confidence_interval(0.95)
         out["seed_ci_low"], out["seed_ci_high"] = float(interval.low), float(interval.high)
-    if spread > 0:  # with no observed spread the formula gives 0, which would claim perfect power
-        df = len(common) - 1
-        out["mdd_pass_seeds"] = float(
-            (stats.t.ppf(1 - ALPHA / 2, df) + stats.t.ppf(POWER, df)) * spread / np.sqrt(len(common))
-        )
+    df = len(common) - 1
+    critical = stats.t.ppf(1 - ALPHA / 2, df) + stats.t.ppf(POWER, df)
+    out["mdd_pass_seeds"] = _minimum_detectable_difference(spread, len(common), critical)
     return out
+
+
+def _minimum_detectable_difference(spread: float, n: int, critical: float) -> float:
+    """critical * spread / sqrt(n); undefined (NaN) for fewer than two pairs or no observed spread,
+    where the formula would give 0 and claim that any difference is detectable."""
+    if n < 2 or not spread > 0:
+        return float("nan")
+    return float(critical * spread / np.sqrt(n))
 
 
 def compare_pair(
@@ -118,7 +124,7 @@ def compare_pair(
     soft_ci = mean_ci(soft_ref - soft_other, seed + 1, n_resamples)
     n = len(common)
     spread = float(np.std(pass_ref - pass_other, ddof=1)) if n > 1 else float("nan")
-    mdd = (stats.norm.ppf(1 - ALPHA / 2) + stats.norm.ppf(POWER)) * spread / np.sqrt(n) if n > 1 else float("nan")
+    mdd = _minimum_detectable_difference(spread, n, stats.norm.ppf(1 - ALPHA / 2) + stats.norm.ppf(POWER))
     return {
         "n_tasks": n,
         "pass_diff": float(np.mean(pass_ref - pass_other)) if n else float("nan"),
@@ -131,7 +137,7 @@ def compare_pair(
         "only_other": only_other,
         "p_mcnemar": p_mcnemar,
         "p_wilcoxon": _wilcoxon(soft_ref, soft_other),
-        "mdd_pass_tasks": float(mdd) if spread > 0 else float("nan"),
+        "mdd_pass_tasks": mdd,
         **_seed_level(reference_seeds, other_seeds),
     }
 
