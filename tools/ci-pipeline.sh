@@ -9,16 +9,19 @@ cd "$(dirname "$0")/.."
 SNAKEMAKE=.venv/bin/snakemake
 export PATH="$PWD/.venv/bin:$PATH"
 log() { echo "[ci-pipeline $(date +%T)] $*"; }
+# .ci/run finds the benchmark data; the configs' own data_dir (../shared/data) holds for a checkout beside it
+DATA_DIR=$(cd "${PROMIS_REPRO_DATA_DIR:-../shared/data}" && pwd)
+TINY=(--configfile config/tiny.yaml --config "data_dir=$DATA_DIR")
 
 log "tiny pipeline, -c2"
 rm -rf results/tiny
 start=$(date +%s)
-$SNAKEMAKE --configfile config/tiny.yaml -c2 --quiet rules
+$SNAKEMAKE "${TINY[@]}" -c2 --quiet rules
 log "tiny pipeline done in $(( $(date +%s) - start )) s"
-second=$($SNAKEMAKE --configfile config/tiny.yaml -c2 2>&1)
+second=$($SNAKEMAKE "${TINY[@]}" -c2 2>&1)
 echo "$second" | grep -q "Nothing to be done" || { echo "$second"; echo "second invocation was not a no-op" >&2; exit 1; }
 log "second invocation: nothing to be done"
-$SNAKEMAKE --configfile config/tiny.yaml --report results/tiny/report.html
+$SNAKEMAKE "${TINY[@]}" --report results/tiny/report.html
 .venv/bin/python - <<'PY'
 # every table and figure the rules name is in the report, with its caption
 from promis_repro.analysis.tree import FIGURES, table_names
@@ -33,7 +36,7 @@ PY
 
 log "kill midway and rerun (the tiny config's direct and ga_only cells on MBPP+, own empty cache)"
 rm -rf results/tiny-killed
-SUBSET=(--configfile config/tiny.yaml --config results=results/tiny-killed 'strategies=["direct","ga_only"]' 'benchmarks=["mbppplus"]')
+SUBSET=("${TINY[@]}" results=results/tiny-killed 'strategies=["direct","ga_only"]' 'benchmarks=["mbppplus"]')
 # an empty cache, so the kill lands in the middle of real generation (the cache and the outputs must both
 # survive it); seeds make generation deterministic, so the metrics must still equal the full run's
 export PROMIS_REPRO_CACHE="$PWD/results/tiny-killed-cache"
@@ -81,7 +84,7 @@ log "one cell through SLURM"
 tools/slurm-cluster.sh start
 trap 'tools/slurm-cluster.sh stop' EXIT
 rm -rf results/slurm-ci
-timeout -s INT -k 30 900 $SNAKEMAKE --profile profiles/slurm-ci --configfile config/slurm-ci.yaml 2>&1 | tee results/slurm-ci.log
+timeout -s INT -k 30 900 $SNAKEMAKE --profile profiles/slurm-ci --configfile config/slurm-ci.yaml --config "data_dir=$DATA_DIR" 2>&1 | tee results/slurm-ci.log
 test -s results/slurm-ci/aggregate/cells.csv
 test -s results/slurm-ci/agents/ppo/smollm2-135m-instruct/seed1/training.json
 # every job but the local target rule went through sbatch (the plugin deletes logs of successful jobs)
