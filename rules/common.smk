@@ -1,11 +1,12 @@
 # Helpers shared by every rules file: config validation, the grid, paths and command-line pieces.
+# The grid's vocabulary (names, path templates, wildcard patterns) comes from promis_repro.grid.
 import json
 import shutil
 import sys
 
-from promis_repro.analysis.tree import FIGURES, table_names
+from promis_repro import grid
 from promis_repro.errors import UserError
-from promis_repro.workflow_config import validate_pipeline_config
+from promis_repro.workflow_config import training_length, validate_pipeline_config
 
 # one line naming the key, before any job is planned (the schema, model names, strategy settings)
 try:
@@ -22,31 +23,56 @@ if shutil.which("promis-repro") is None:
     os.environ["PATH"] = (
         f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"
     )
-AGENTS = {"ppo": "ppo", "lpo": "lpo", "rl_rewriter": "rl_rewriter"}
 DATA_DIR_ARG = f"--data-dir {config['data_dir']}" if config.get("data_dir") else ""
 
 
-def feedback_suffixes():
-    """Directory suffixes of the feedback variants: '' for the configured mode, '-oracle' for the leaky variant."""
-    return [""] + (["-oracle"] if config.get("oracle_variant") else [])
+# every wildcard's pattern, once for all rules
+wildcard_constraints:
+    **grid.WILDCARD_CONSTRAINTS,
+
+
+def cell_file(name):
+    """A file of one cell, as a pattern with the cell's wildcards."""
+    return f"{RESULTS}/{grid.CELL_TEMPLATE}/{name}"
+
+
+def agent_file(name):
+    """A file of one trained agent, as a pattern with the agent's wildcards."""
+    return f"{RESULTS}/{grid.AGENT_TEMPLATE}/{name}"
+
+
+def log_file(stage, template):
+    return f"{RESULTS}/logs/{stage}/{template}.log"
+
+
+def feedback_variants():
+    """(feedback mode, directory suffix) of every cell variant: the configured mode, then the oracle twin."""
+    return grid.feedback_variants(
+        config["feedback"], config.get("oracle_variant", False)
+    )
+
+
+def feedback_modes():
+    """The feedback modes of the grid's cells, as the tables name them."""
+    return [mode for mode, _ in feedback_variants()]
 
 
 def all_metrics():
     return [
-        f"{RESULTS}/{model}/{benchmark}/{strategy}{suffix}/seed{seed}/metrics.json"
+        f"{RESULTS}/{grid.cell_path(model, benchmark, strategy, seed, variant)}/metrics.json"
         for model in config["generators"]
         for benchmark in config["benchmarks"]
         for strategy in config["strategies"]
-        for suffix in feedback_suffixes()
+        for _, variant in feedback_variants()
         for seed in config["seeds"]
     ]
 
 
 def all_agents():
     return [
-        f"{RESULTS}/agents/{strategy}/{model}/seed{seed}/training.json"
+        f"{RESULTS}/{grid.agent_path(strategy, model, seed)}/training.json"
         for strategy in config["strategies"]
-        if strategy in AGENTS
+        if strategy in grid.AGENTS
         for model in config["generators"]
         for seed in config["seeds"]
     ]
@@ -57,7 +83,9 @@ def model_record(name):
 
 
 def cell_feedback(wildcards):
-    return "oracle" if wildcards.variant == "-oracle" else config["feedback"]
+    """The feedback mode of a cell variant (its directory suffix)."""
+    modes = {variant: mode for mode, variant in feedback_variants()}
+    return modes[wildcards.variant]
 
 
 def cell_inputs(wildcards):
@@ -66,10 +94,9 @@ def cell_inputs(wildcards):
         "generator": model_record(wildcards.model),
         "rewriter": model_record(config["rewriter"]),
     }
-    if wildcards.strategy in AGENTS:
-        inputs["agent"] = (
-            f"{RESULTS}/agents/{wildcards.strategy}/{wildcards.model}/seed{wildcards.seed}/training.json"
-        )
+    if wildcards.strategy in grid.AGENTS:
+        agent = grid.agent_path(wildcards.strategy, wildcards.model, wildcards.seed)
+        inputs["agent"] = f"{RESULTS}/{agent}/training.json"
     return inputs
 
 
@@ -79,9 +106,16 @@ def trained_arg(wildcards, input):
     )
 
 
-def limit_arg(key="limit"):
-    value = config.get(key)
-    return f"--limit {value}" if value else ""
+def limit_arg(key="limit", section=None):
+    """``--limit N`` (``--selection-limit N``) from the config (or one of its sections); empty when unset."""
+    value = (config if section is None else section).get(key)
+    return f"--{key.replace('_', '-')} {value}" if value else ""
+
+
+def timesteps_arg(agent):
+    """``--timesteps N`` for an agent whose length the config's ``train:`` section sets; else empty."""
+    value = training_length(config, agent)
+    return f"--timesteps {value}" if value is not None else ""
 
 
 def gpu_resources():
@@ -90,11 +124,6 @@ def gpu_resources():
 
 def cpu_resources():
     return config["resources"]["cpu"]
-
-
-def feedback_modes():
-    """The feedback modes of the grid's cells, as the tables name them."""
-    return [config["feedback"]] + (["oracle"] if config.get("oracle_variant") else [])
 
 
 def table_caption(name):

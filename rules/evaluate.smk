@@ -6,14 +6,10 @@ rule evaluate_cell:
         samples=rules.run_cell.output.samples,
         cost=rules.run_cell.output.cost,
     output:
-        results=f"{RESULTS}/{{model}}/{{benchmark}}/{{strategy}}{{variant}}/seed{{seed}}/results.jsonl",
-        metrics=f"{RESULTS}/{{model}}/{{benchmark}}/{{strategy}}{{variant}}/seed{{seed}}/metrics.json",
+        results=cell_file("results.jsonl"),
+        metrics=cell_file("metrics.json"),
     log:
-        f"{RESULTS}/logs/evaluate/{{model}}/{{benchmark}}/{{strategy}}{{variant}}/seed{{seed}}.log",
-    wildcard_constraints:
-        variant="|-oracle",
-        strategy="[a-z_]+",
-        seed=r"\d+",
+        log_file("evaluate", grid.CELL_TEMPLATE),
     conda:
         "../envs/promis-repro.yaml"
     threads: 1

@@ -1,4 +1,4 @@
-# Statistics and report: paired tests against ppo, the paper's tables, the figures and the provenance
+# Statistics and report: paired tests against the reference strategy (ppo), the paper's tables, the figures and the provenance
 # appendix, each from the aggregate files (promis_repro.analysis; `snakemake --report` collects them).
 
 PAPER_RESULTS = workflow.source_path("../config/paper_results.yaml")
@@ -22,7 +22,7 @@ rule stats:
     resources:
         **cpu_resources(),
     shell:
-        f"promis-repro stats --results {RESULTS} --reference ppo > {{log}} 2>&1"
+        f"promis-repro stats --results {RESULTS} --reference {grid.REFERENCE_STRATEGY} > {{log}} 2>&1"
 
 
 rule tables:
@@ -39,7 +39,7 @@ rule tables:
                 category="Tables",
                 labels={"table": name},
             )
-            for name in table_names(config["benchmarks"], feedback_modes())
+            for name in grid.table_names(config["benchmarks"], feedback_modes())
         },
         index=f"{RESULTS}/tables/index.json",
     log:
@@ -66,9 +66,9 @@ rule figures:
                 category="Figures",
                 labels={"figure": name},
             )
-            for name in FIGURES
+            for name in grid.FIGURES
         },
-        pdf=[f"{RESULTS}/figures/{name}.pdf" for name in FIGURES],
+        pdf=[f"{RESULTS}/figures/{name}.pdf" for name in grid.FIGURES],
     log:
         f"{RESULTS}/logs/figures.log",
     conda:

@@ -5,15 +5,11 @@ rule run_cell:
     input:
         unpack(cell_inputs),
     output:
-        samples=f"{RESULTS}/{{model}}/{{benchmark}}/{{strategy}}{{variant}}/seed{{seed}}/samples.jsonl",
-        trajectories=f"{RESULTS}/{{model}}/{{benchmark}}/{{strategy}}{{variant}}/seed{{seed}}/trajectories.jsonl",
-        cost=f"{RESULTS}/{{model}}/{{benchmark}}/{{strategy}}{{variant}}/seed{{seed}}/cost.json",
+        samples=cell_file("samples.jsonl"),
+        trajectories=cell_file("trajectories.jsonl"),
+        cost=cell_file("cost.json"),
     log:
-        f"{RESULTS}/logs/run/{{model}}/{{benchmark}}/{{strategy}}{{variant}}/seed{{seed}}.log",
-    wildcard_constraints:
-        variant="|-oracle",
-        strategy="[a-z_]+",
-        seed=r"\d+",
+        log_file("run", grid.CELL_TEMPLATE),
     conda:
         "../envs/promis-repro.yaml"
     resources:

@@ -1,4 +1,4 @@
-# Train: the agents (ppo, lpo, rl_rewriter) per generator and seed, on the decontaminated train pool only.
+# Train: the agents (grid.AGENTS: ppo, lpo, rl_rewriter) per generator and seed, on the decontaminated train pool only.
 
 
 rule train_agent:
@@ -9,12 +9,9 @@ rule train_agent:
         generator=lambda wildcards: model_record(wildcards.model),
         rewriter=model_record(config["rewriter"]),
     output:
-        f"{RESULTS}/agents/{{agent}}/{{model}}/seed{{seed}}/training.json",
+        agent_file("training.json"),
     log:
-        f"{RESULTS}/logs/agents/{{agent}}/{{model}}/seed{{seed}}.log",
-    wildcard_constraints:
-        agent="ppo|lpo|rl_rewriter",
-        seed=r"\d+",
+        log_file("train", grid.AGENT_TEMPLATE),
     conda:
         "../envs/promis-repro.yaml"
     resources:
@@ -24,24 +21,10 @@ rule train_agent:
         pools=lambda wildcards, input: os.path.dirname(input.train),
         rewriter=config["rewriter"],
         out=lambda wildcards, output: os.path.dirname(output[0]),
-        steps=lambda wildcards: {
-            "ppo": config["train"]["ppo_timesteps"],
-            "rl_rewriter": config["train"]["rl_rewriter_steps"],
-        }.get(wildcards.agent, ""),
-        limits=(
-            (
-                f"--limit {config['train']['limit']} "
-                if config["train"].get("limit")
-                else ""
-            )
-            + (
-                f"--selection-limit {config['train']['selection_limit']}"
-                if config["train"].get("selection_limit")
-                else ""
-            )
-        ),
+        timesteps=lambda wildcards: timesteps_arg(wildcards.agent),
+        limits=f"{limit_arg('limit', config['train'])} {limit_arg('selection_limit', config['train'])}",
     shell:
         "promis-repro train --agent {wildcards.agent} --model {wildcards.model} --rewriter {params.rewriter} "
         "--seed {wildcards.seed} --out {params.out} --pools {params.pools} --config {input.strategy_config} "
-        "$( [ -n '{params.steps}' ] && echo --timesteps {params.steps} ) {params.limits} {params.data_dir} "
+        "{params.timesteps} {params.limits} {params.data_dir} "
         "> {log} 2>&1"

@@ -17,6 +17,7 @@ from strategy_fakes import FakeModels
 
 from promis_repro.agent.env import PromptEnv
 from promis_repro.agent.ppo import PPOConfig
+from promis_repro.agent.trained import load_trained
 from promis_repro.data.pools import load_pool
 from promis_repro.data.registry import load_benchmark
 from promis_repro.errors import UserError
@@ -24,6 +25,8 @@ from promis_repro.rewards import RewardConfig
 from promis_repro.strategies import feedback as feedback_module
 from promis_repro.strategies.actions import Tools
 from promis_repro.strategies.config import StrategyConfig
+from promis_repro.strategies.feedback import fixed_suite
+from promis_repro.strategies.policy import TrainedPolicy
 from promis_repro.strategies.runner import run_strategy
 
 HERE = Path(__file__).parent
@@ -68,6 +71,49 @@ def test_environment_refuses_evaluation_tasks(data_dir):
     assert contaminated and contaminated[0].extra["split"] == "train"
     with pytest.raises(UserError, match="not from the MBPP train or selection pool"):
         PromptEnv(contaminated, _tools(models), models.call)
+
+
+class _StepScriptedPolicy:
+    """Picks ``actions[step]`` (the step is an observation feature) and records every observation it is shown."""
+
+    def __init__(self, actions: list[int]) -> None:
+        self.actions = actions
+        self.seen: list[np.ndarray] = []
+
+    def predict(self, observation, deterministic=True):
+        self.seen.append(np.array(observation, copy=True))
+        return np.array(self.actions[round(float(observation[3]) * 10)]), None
+
+
+@pytest.mark.parametrize("embeddings", [False, True])
+def test_training_and_test_observations_are_identical_on_the_same_inputs(data_dir, embeddings):
+    tasks = load_pool("train_pool", data_dir)[:3]
+    actions = [2, 0, 2]  # rewrite and direct generation: no mutation randomness, so both sides see the same prompts
+    models = FakeModels(["def f():\n    return 0"])  # never passes: every step runs
+    tools = _tools(models, max_steps=len(actions))
+    # training side: the environment, given the visible feedback a test-time run gets, on task 1 of 3
+    env = PromptEnv(tasks, tools, models.call, suite_for=lambda t: fixed_suite(t, "visible"), embeddings=embeddings)
+    training = [env.reset(options={"task_index": 1})[0]]
+    for action in actions[:-1]:
+        training.append(env.step(action)[0])
+    # test side: the ppo strategy's episodes on the same three tasks
+    policy = _StepScriptedPolicy(actions)
+    run_strategy(
+        "ppo",
+        tasks,
+        models,
+        seed=0,
+        feedback="visible",
+        config=tools.config,
+        trained=TrainedPolicy(policy, embeddings),
+        progress=False,
+    )
+    testing = [o for o in policy.seen if o[4] == np.float32(1 / 3)]  # the position feature picks task 1
+    assert len(testing) == len(actions) and len(policy.seen) == len(actions) * len(tasks)
+    for step, (train_obs, test_obs) in enumerate(zip(training, testing, strict=True)):
+        assert train_obs.dtype == test_obs.dtype == np.float32
+        np.testing.assert_array_equal(train_obs, test_obs, err_msg=f"step {step}")
+    assert len({o[0] for o in testing}) > 1, "the prompt changed along the episode (rewrites reached the observation)"
 
 
 def _curves(out: Path) -> dict[str, str]:
@@ -134,7 +180,7 @@ def test_trained_policy_never_sees_hidden_tests(data_dir, tmp_path, monkeypatch)
         seed=0,
         feedback="visible",
         config=StrategyConfig(max_steps=4),
-        options={"trained": str(out)},
+        trained=load_trained("ppo", out),
         progress=False,
     )
     assert seen and not any(tests is t.hidden_tests for tests in seen for t in tasks)

@@ -52,7 +52,7 @@ def test_aggregate_names_a_corrupt_row_and_keeps_earlier_outputs(tmp_path):
     before = (tmp_path / "aggregate" / "cells.csv").read_text()
     results = tmp_path / "codet5p-770m-py" / "mbppplus" / "ppo" / "seed1" / "results.jsonl"
     results.write_text(results.read_text() + '{"task_id": "Mbpp/9", "passed": tru\n')
-    with pytest.raises(UserError, match=r"results.jsonl:7: corrupt JSON line"):
+    with pytest.raises(UserError, match=r"results.jsonl:7: malformed JSON row"):
         aggregate(find_metrics(tmp_path), tmp_path / "aggregate")
     assert (tmp_path / "aggregate" / "cells.csv").read_text() == before
 
@@ -145,7 +145,7 @@ def test_tables_match_golden_files(tmp_path, name):
 
 
 def test_tables_are_the_ones_the_pipeline_names_in_advance(tmp_path):
-    from promis_repro.analysis.tree import table_names
+    from promis_repro.grid import table_names
 
     small_tree(tmp_path)
     _analyse(tmp_path)
@@ -223,7 +223,7 @@ def test_figures_render_without_a_display(tmp_path):
         env=env,
     )
     assert done.returncode == 0, done.stderr
-    from promis_repro.analysis.tree import FIGURES
+    from promis_repro.grid import FIGURES
 
     for name in FIGURES:
         assert (tmp_path / "figures" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -93,3 +93,33 @@ def test_missing_data_file_and_unknown_benchmark(tmp_path):
     assert "mbpp_sanitized.jsonl" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     result = run("evaluate", "--benchmark", "nope", "--samples", str(samples), "--out", str(tmp_path / "o"))
     assert result.returncode == 2 and "invalid choice: 'nope'" in result.stderr
+
+
+def _subcommands(parser):
+    """(name, subparser) of every leaf subcommand of the promis-repro parser."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                nested = list(_subcommands(sub))
+                yield from nested or [(name, sub)]
+
+
+def test_every_command_calls_one_stage_with_exactly_its_options():
+    import argparse
+    import inspect
+
+    from promis_repro.cli import build_parser, stage_function
+
+    commands = dict(_subcommands(build_parser()))
+    assert {"evaluate", "evaluate-cell", "generate", "run", "train", "aggregate", "stats", "tables", "figures",
+            "provenance", "fetch", "split", "references"} <= set(commands)  # fmt: skip
+    for name, sub in commands.items():
+        function = stage_function(argparse.Namespace(**sub._defaults))
+        assert function.__module__.startswith("promis_repro.stages."), name
+        dests = {a.dest for a in sub._actions if a.dest != "help"}
+        parameters = inspect.signature(function).parameters
+        required = {k for k, p in parameters.items() if p.default is inspect.Parameter.empty}
+        assert required <= dests, (name, required - dests)
+        assert dests <= set(parameters), (name, dests - set(parameters))  # no option is silently dropped

@@ -12,9 +12,10 @@ import pytest
 from promis_repro.data.apps import parse_call_arguments, starter_signature, task_from_original
 from promis_repro.data.mbpp import split_of
 from promis_repro.data.registry import BENCHMARKS, load_benchmark
-from promis_repro.data.sources import DATA_FILES, sha256_of
+from promis_repro.data.sources import DATA_FILES
 from promis_repro.data.task import AssertTests, CallTests, StdioTests
 from promis_repro.errors import UserError
+from promis_repro.io import sha256_of
 
 COUNTS = {"mbpp": 974, "mbpp_sanitized": 427, "mbppplus": 378, "humaneval": 164, "humanevalplus": 164, "apps": 128}
 
@@ -130,7 +131,7 @@ def test_corrupt_row_names_file_and_line(tmp_path, data_dir):
 
 
 def test_malformed_jsonl_row_is_reported_with_its_line(tmp_path):
-    from promis_repro.data.sources import read_jsonl
+    from promis_repro.io import read_jsonl
 
     path = tmp_path / "rows.jsonl.gz"
     with gzip.open(path, "wt") as handle:

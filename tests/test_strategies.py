@@ -10,12 +10,14 @@ import numpy as np
 import pytest
 from strategy_fakes import FakeModels
 
+from promis_repro.agent.trained import load_trained
 from promis_repro.data.registry import load_benchmark
 from promis_repro.data.task import AssertTests
 from promis_repro.errors import UserError
 from promis_repro.generation.prompts import build_prompt
 from promis_repro.generation.registry import get_model
 from promis_repro.rewards import RewardConfig, step_reward
+from promis_repro.settings import from_mapping
 from promis_repro.strategies import feedback as feedback_module
 from promis_repro.strategies.config import StrategyConfig
 from promis_repro.strategies.engine import Barrier, Budget, BudgetExceeded, Generate, Ledger, drive
@@ -23,7 +25,7 @@ from promis_repro.strategies.epic import make_barrier_resolver, roulette
 from promis_repro.strategies.lpo import optimize_instruction, parse_instruction
 from promis_repro.strategies.mutation import LexicalMutator, task_identifiers
 from promis_repro.strategies.prompt_parts import editable_parts
-from promis_repro.strategies.registry import STRATEGIES
+from promis_repro.strategies.registry import STRATEGIES, Strategy
 from promis_repro.strategies.rewrite import FALLBACK, parse_rewrite, validate_rewrite
 from promis_repro.strategies.runner import run_strategy
 
@@ -167,7 +169,7 @@ ADD = "def add(a, b):\n    return a + b"
 def test_hidden_tests_never_reach_a_visible_run(data_dir, monkeypatch, tmp_path):
     tasks = load_benchmark("mbppplus", data_dir)[:2]
     _lpo_run(data_dir, tmp_path / "lpo")  # lpo's trained instruction (ppo: tests/test_agent.py)
-    options = {"lpo": {"trained": str(tmp_path / "lpo")}}
+    trained = {"lpo": load_trained("lpo", tmp_path / "lpo")}
     seen = []
     original = feedback_module.evaluate_program
 
@@ -187,7 +189,7 @@ def test_hidden_tests_never_reach_a_visible_run(data_dir, monkeypatch, tmp_path)
             seed=0,
             feedback="visible",
             config=config,
-            options=options.get(strategy),
+            trained=trained.get(strategy),
             progress=False,
         )
         assert seen and all(tests is not None for tests in seen)
@@ -214,7 +216,7 @@ def test_strategies_see_a_public_view(data_dir):
         ctx.log(0, candidate)
         return ctx.finish(candidate)
 
-    STRATEGIES["_probe"] = probe
+    STRATEGIES["_probe"] = Strategy("_probe", lambda _trained: probe, "a probe of what a strategy sees")
     try:
         run_strategy(
             "_probe", tasks, FakeModels([ADD]), seed=0, feedback="visible", config=StrategyConfig(), progress=False
@@ -265,9 +267,9 @@ def test_unknown_names_fail_with_one_line(data_dir):
             "epic", tasks, FakeModels([ADD], rewriter=False), seed=0, feedback="visible", config=StrategyConfig()
         )
     with pytest.raises(UserError, match="unknown key 'budgett'"):
-        StrategyConfig.from_mapping({"budgett": 3})
+        from_mapping(StrategyConfig, {"budgett": 3}, "strategy config")
     with pytest.raises(UserError, match="max_new_tokens must be int"):
-        StrategyConfig.from_mapping({"max_new_tokens": "many"})
+        from_mapping(StrategyConfig, {"max_new_tokens": "many"}, "strategy config")
 
 
 # -- budgets -------------------------------------------------------------------------------------

@@ -65,7 +65,7 @@ def test_lpo_trains_and_runs_on_the_tiny_model(data_dir, models, tmp_path):
     from promis_repro.data.pools import load_pool
     from promis_repro.rewards import RewardConfig
     from promis_repro.strategies.actions import Tools
-    from promis_repro.strategies.lpo import lpo_episode, optimize_instruction
+    from promis_repro.strategies.lpo import optimize_instruction
 
     train = load_pool("train_pool", data_dir)[:2]
     selection = load_pool("selection_pool", data_dir)[:2]
@@ -74,14 +74,17 @@ def test_lpo_trains_and_runs_on_the_tiny_model(data_dir, models, tmp_path):
     state = optimize_instruction(tools, models.call, train, selection, tmp_path, settings=config.lpo)
     assert state["complete"] and len(state["history"]) == 1 and len(state["evaluations"]) == 2
     assert (tmp_path / "lpo_state.json").exists()
-    from promis_repro.strategies import registry
-
-    registry.STRATEGIES["_lpo"] = lpo_episode(state["best_instruction"])
-    try:
-        tasks = load_benchmark("mbppplus", data_dir)[:2]
-        trajectories, _ = run_strategy("_lpo", tasks, models, seed=0, feedback="visible", config=config, progress=False)
-    finally:
-        del registry.STRATEGIES["_lpo"]
+    tasks = load_benchmark("mbppplus", data_dir)[:2]
+    trajectories, _ = run_strategy(
+        "lpo",
+        tasks,
+        models,
+        seed=0,
+        feedback="visible",
+        config=config,
+        trained=state["best_instruction"],
+        progress=False,
+    )
     assert all(state["best_instruction"] in t.steps[0]["instruction"] for t in trajectories)
 
 

@@ -1,13 +1,18 @@
-"""Atomic file writing and the cache location, shared by every stage."""
+"""Reading and atomic writing of the project's files, file hashes and the cache location, shared by every stage."""
 
 from __future__ import annotations
 
+import functools
+import gzip
+import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from promis_repro.errors import UserError
 
 
 def cache_root() -> Path:
@@ -51,3 +56,84 @@ def atomic_write_json(path: str | os.PathLike[str], value: Any) -> None:
 
 def atomic_write_jsonl(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) -> None:
     atomic_write_text(path, "".join(json.dumps(row, allow_nan=False) + "\n" for row in rows))
+
+
+# -- reading ----------------------------------------------------------------------------------------------
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Rows of a (possibly gzipped) JSONL file with their 1-based line numbers; blank lines are skipped.
+
+    A file that cannot be read, a line that is not JSON or a row that is not an object is a one-line
+    ``UserError`` naming the file and line.
+    """
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError as exc:
+                    raise UserError(f"{path}:{number}: malformed JSON row ({exc})") from None
+                if not isinstance(row, dict):
+                    raise UserError(f"{path}:{number}: row is not a JSON object")
+                yield number, row
+    except (OSError, EOFError) as exc:
+        raise UserError(f"{path}: unreadable ({exc})") from None
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: unreadable JSON ({exc})") from None
+
+
+def read_yaml_mapping(path: str | os.PathLike[str] | None, what: str) -> dict[str, Any]:
+    """A YAML file holding a mapping (``{}`` for no file or an empty one); anything else is a one-line error."""
+    if path is None:
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserError(f"{what} file {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{what} file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{what} file {path} must hold a mapping")
+    return data
+
+
+def sha256_of(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file's bytes (remembered per path, size and modification time)."""
+    stat = os.stat(path)
+    return _sha256(os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.cache
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    del size, mtime_ns  # part of the cache key only: a rewritten file is hashed again
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_outputs(
+    out: str | os.PathLike[str], rows: dict[str, Iterable[dict[str, Any]]], records: dict[str, Any]
+) -> Path:
+    """A stage's JSONL files, then its JSON records (whose presence marks the stage done), each atomically."""
+    out = Path(out)
+    for name, file_rows in rows.items():
+        atomic_write_jsonl(out / name, file_rows)
+    for name, record in records.items():
+        atomic_write_json(out / name, record)
+    return out

@@ -15,11 +15,32 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
+from promis_repro import grid
 from promis_repro.errors import UserError
+from promis_repro.settings import from_mapping
+
+#: the ``train:`` key that sets each agent's length (``train --timesteps``: PPO timesteps, GRPO steps);
+#: lpo's length is its ``strategy.lpo`` section
+TRAINING_LENGTH_KEYS = {"ppo": "ppo_timesteps", "rl_rewriter": "rl_rewriter_steps"}
+
+
+def training_length(config: dict[str, Any], agent: str) -> int | None:
+    key = TRAINING_LENGTH_KEYS.get(agent)
+    return None if key is None else config["train"][key]
+
+
+def load_schema(schema_path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The config schema, with the grid's names (``grid``) as the enums of its list keys."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    properties = schema["properties"]
+    properties["benchmarks"]["items"] = {"enum": list(grid.BENCHMARKS)}
+    properties["strategies"]["items"] = {"enum": list(grid.STRATEGIES)}
+    properties["feedback"] = {**properties["feedback"], "enum": list(grid.FEEDBACK_MODES)}
+    return schema
 
 
 def _schema_error(config: dict[str, Any], schema_path: str | os.PathLike[str]) -> str | None:
-    schema = yaml.safe_load(Path(schema_path).read_text())
+    schema = load_schema(schema_path)
     error = best_match(Draft202012Validator(schema).iter_errors(config))
     if error is None:
         return None
@@ -46,5 +67,5 @@ def validate_pipeline_config(config: dict[str, Any], schema_path: str | os.PathL
             if spec.role == "embedder":
                 raise UserError(f"config key {key}: {name} is an embedder, not a text generator")
     parsed = parse_strategy_file(config["strategy"], where="config key strategy")
-    PPOConfig.from_mapping(parsed.sections["ppo"], where="config key strategy.ppo")
-    GRPOSettings.from_mapping(parsed.sections["grpo"], where="config key strategy.grpo")
+    from_mapping(PPOConfig, parsed.sections["ppo"], "config key strategy.ppo")
+    from_mapping(GRPOSettings, parsed.sections["grpo"], "config key strategy.grpo")

@@ -22,18 +22,18 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
-from promis_repro.agent.features import observation_size, observe
 from promis_repro.data.pools import POOL_NAMES
 from promis_repro.data.task import Task
 from promis_repro.errors import UserError
+from promis_repro.grid import ACTION_NAMES
 from promis_repro.rewards import step_reward
-from promis_repro.strategies.actions import ACTION_NAMES, EpisodeContext, Tools
+from promis_repro.strategies.actions import EpisodeContext, Tools
 from promis_repro.strategies.engine import Budget, ModelCall, derive_seed, drive
 from promis_repro.strategies.feedback import FeedbackSuite, public_view
+from promis_repro.strategies.policy import OBSERVATION_HIGH, OBSERVATION_LOW, observation_size, observe
 from promis_repro.strategies.prompt_parts import editable_parts
 
 TRAINING_SPLITS = ("train", "validation")
-OBSERVATION_HIGH = 100.0
 
 
 def check_training_tasks(tasks: list[Task]) -> None:
@@ -79,7 +79,7 @@ class PromptEnv(gym.Env):
         self.action_space = gym.spaces.Discrete(3)
         size = observation_size(embeddings)
         # features are >= 0 and embeddings in [-1, 1]; lengths are clipped at the upper bound
-        self.observation_space = gym.spaces.Box(-1.0, OBSERVATION_HIGH, shape=(size,), dtype=np.float32)
+        self.observation_space = gym.spaces.Box(OBSERVATION_LOW, OBSERVATION_HIGH, shape=(size,), dtype=np.float32)
         self.episode = -1
         self.ctx: EpisodeContext | None = None
         self.state: dict[str, Any] = {}
@@ -96,29 +96,20 @@ class PromptEnv(gym.Env):
         self.state = dict(saved["state"])
         if self.state:
             self.ctx = self._context(self.state["task_index"], self.episode)
-            self.ctx._calls = dict(self.state["calls"])
-            self.ctx._previous_soft = self.state["previous_soft"]
+            self.ctx.restore({"calls": self.state["calls"], "previous_soft": self.state["previous_soft"]})
 
     # -- gymnasium API ------------------------------------------------------------------------------
     def _context(self, index: int, episode: int) -> EpisodeContext:
         task = self.tasks[index]
         # one mutator (WordNet, tagger, synonym cache) for every episode
         tools = replace(self.tools, seed=derive_seed(self.tools.seed, "episode", episode), _mutator=self.tools.mutator)
-        return EpisodeContext(public_view(task), editable_parts(task), self.suite_for(task), tools, "ppo")
+        position = index / len(self.tasks)
+        return EpisodeContext(public_view(task), editable_parts(task), self.suite_for(task), tools, "ppo", position)
 
     def _observation(self) -> np.ndarray:
         assert self.ctx is not None
         s = self.state
-        observation = observe(
-            self.ctx.parts.compose(s["text"]),
-            s["feedback_count"],
-            s["step"],
-            s["task_index"] / len(self.tasks),
-            s["last_feedback"],
-            embeddings=self.embeddings,
-            embedder=self.tools.config.embedder,
-        )
-        return np.clip(observation, -1.0, OBSERVATION_HIGH).astype(np.float32)
+        return observe(self.ctx, s["text"], s["step"], s["last_feedback"], embeddings=self.embeddings)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
@@ -134,14 +125,13 @@ class PromptEnv(gym.Env):
             "task_index": index,
             "text": self.ctx.parts.text,
             "step": 0,
-            "feedback_count": 0,
             "last_feedback": "",
             "previous_soft": 0.0,
             "return": 0.0,
             "actions": [0, 0, 0],
             "best_soft": 0.0,
             "passed": False,
-            "calls": dict(self.ctx._calls),
+            "calls": self.ctx.state()["calls"],
         }
         return self._observation(), {"task_id": self.tasks[index].task_id}
 
@@ -157,12 +147,11 @@ class PromptEnv(gym.Env):
         ctx.log(action, candidate, **extra)
         s["text"], s["last_feedback"], s["previous_soft"] = candidate.text, feedback.text, feedback.soft
         s["step"] += 1
-        s["feedback_count"] += 1
         s["return"] += reward
         s["actions"][action] += 1
         s["best_soft"] = max(s["best_soft"], feedback.soft)
         s["passed"] = s["passed"] or feedback.passed
-        s["calls"] = dict(ctx._calls)
+        s["calls"] = ctx.state()["calls"]
         terminated = feedback.passed
         truncated = not terminated and s["step"] >= self.max_steps
         info = {"task_id": ctx.task.task_id, "action_name": ACTION_NAMES[action], "soft": feedback.soft}

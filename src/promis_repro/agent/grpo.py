@@ -23,7 +23,7 @@ from promis_repro.data.task import Task
 from promis_repro.errors import UserError
 from promis_repro.generation.prompts import build_prompt, extract_code
 from promis_repro.generation.registry import ModelSpec
-from promis_repro.io import atomic_write_json
+from promis_repro.io import atomic_write_json, sha256_of
 from promis_repro.strategies.actions import Tools
 from promis_repro.strategies.engine import ModelCall, derive_seed
 from promis_repro.strategies.feedback import FeedbackSuite
@@ -35,27 +35,17 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class GRPOSettings:
-    max_steps: int = 200
-    learning_rate: float = 1e-5
-    num_generations: int = 4
-    per_device_train_batch_size: int = 4
+    max_steps: int = 200  # GRPO optimizer steps
+    learning_rate: float = 1e-5  # for the LoRA adapter
+    num_generations: int = 4  # rewrites sampled per prompt (GRPO's group)
+    per_device_train_batch_size: int = 4  # TRL: the global batch must be a multiple of num_generations
     gradient_accumulation_steps: int = 1
-    max_completion_length: int = 128
-    temperature: float = 0.9
+    max_completion_length: int = 128  # tokens of one rewrite
+    temperature: float = 0.9  # sampling temperature of the rewrites
     beta: float = 0.0  # KL coefficient (TRL's default)
-    lora_r: int = 16
-    lora_alpha: int = 32
+    lora_r: int = 16  # LoRA rank
+    lora_alpha: int = 32  # LoRA scale numerator (alpha / r)
     lora_dropout: float = 0.05
-
-    @classmethod
-    def from_mapping(cls, values: dict[str, Any] | None, where: str = "grpo config") -> GRPOSettings:
-        import dataclasses
-
-        values = dict(values or {})
-        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise UserError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
-        return cls(**values)
 
 
 def _first_feedback(tools: Tools, call_model: ModelCall, tasks: list[Task]) -> dict[str, str]:
@@ -172,15 +162,18 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
+def adapter_directory(directory: str | Path) -> Path:
+    """The adapter a ``train --agent rl_rewriter`` run wrote into ``directory``; a one-line error if there is none."""
+    adapter = Path(directory) / "adapter"
+    if not (adapter / "adapter_model.safetensors").exists():
+        raise UserError(f"no trained rewriter adapter in {directory}; train it: promis-repro train --agent rl_rewriter")
+    return adapter
+
+
 def adapter_spec(base: ModelSpec, directory: str | Path) -> ModelSpec:
     """The rewriter with a trained adapter: its identity (cache keys, provenance) includes the adapter's hash."""
-    from promis_repro.data.sources import sha256_of
-
-    adapter = Path(directory) / "adapter"
-    weights = adapter / "adapter_model.safetensors"
-    if not weights.exists():
-        raise UserError(f"no trained rewriter adapter in {directory}; train it: promis-repro train --agent rl_rewriter")
-    digest = sha256_of(weights)
+    adapter = adapter_directory(directory)
+    digest = sha256_of(adapter / "adapter_model.safetensors")
     return replace(
         base, name=f"{base.name}+rl", extra={**base.extra, "adapter": str(adapter), "adapter_sha256": digest}
     )

@@ -20,7 +20,6 @@ import json
 import logging
 import random
 import shutil
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,14 +27,14 @@ from typing import Any
 import numpy as np
 
 from promis_repro.agent.env import PromptEnv, check_training_tasks
-from promis_repro.agent.features import observe
 from promis_repro.data.task import Task
 from promis_repro.errors import UserError
 from promis_repro.io import atomic_write_json, atomic_write_text
 from promis_repro.provenance import config_hash
 from promis_repro.strategies.actions import EpisodeContext, Tools
-from promis_repro.strategies.engine import Episode, ModelCall, drive
+from promis_repro.strategies.engine import ModelCall, drive
 from promis_repro.strategies.feedback import FeedbackSuite, public_view
+from promis_repro.strategies.policy import TrainedPolicy, policy_episode
 from promis_repro.strategies.prompt_parts import editable_parts
 
 log = logging.getLogger(__name__)
@@ -45,78 +44,35 @@ log = logging.getLogger(__name__)
 class PPOConfig:
     total_timesteps: int = 10_000  # the public code: 1000 episodes x 10 steps
     n_steps: int = 128  # rollout length per update
-    batch_size: int = 64
-    n_epochs: int = 4
-    learning_rate: float = 3e-4
-    gamma: float = 0.99
-    gae_lambda: float = 1.0
-    clip_range: float = 0.2
-    vf_coef: float = 0.5
-    ent_coef: float = 0.01
-    max_grad_norm: float = 0.5
-    net_arch: tuple[int, ...] = (128, 128, 64)
-    embeddings: bool = False
+    batch_size: int = 64  # minibatch size of each epoch
+    n_epochs: int = 4  # the paper's 4 epochs per update
+    learning_rate: float = 3e-4  # the paper's Adam learning rate
+    gamma: float = 0.99  # the paper's discount
+    gae_lambda: float = 1.0  # 1.0: the public code's Monte-Carlo returns
+    clip_range: float = 0.2  # the paper's PPO clip
+    vf_coef: float = 0.5  # the paper's value-loss coefficient
+    ent_coef: float = 0.01  # the paper's entropy bonus
+    max_grad_norm: float = 0.5  # the paper's gradient-norm clip
+    net_arch: tuple[int, ...] = (128, 128, 64)  # the public code's 128-128 trunk and 64-unit heads
+    embeddings: bool = False  # MiniLM vectors of prompt and feedback after the 10 features
     eval_every: int = 1_000  # timesteps between selection-pool evaluations
-    selection_limit: int | None = None
 
-    @classmethod
-    def from_mapping(cls, values: dict[str, Any] | None, where: str = "ppo config") -> PPOConfig:
-        import dataclasses
-
-        values = dict(values or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise UserError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
-        if "net_arch" in values:
-            values["net_arch"] = tuple(values["net_arch"])
-        config = cls(**values)
-        if config.n_steps < 2 or config.total_timesteps < 1 or config.batch_size < 2:
+    def check(self, where: str) -> None:
+        if self.n_steps < 2 or self.total_timesteps < 1 or self.batch_size < 2:
             raise UserError(f"{where}: n_steps and batch_size must be >= 2, total_timesteps >= 1")
-        return config
 
 
 # -- rollouts with a trained policy (selection evaluation and the test-time strategy) -------------------
 
 
-def policy_episode(policy: Any, embeddings: bool, position: dict[str, float]) -> Callable[[EpisodeContext], Episode]:
-    """The ``ppo`` strategy: at each step the policy picks an action from the observation; best by feedback."""
-
-    def episode(ctx: EpisodeContext) -> Episode:
-        text, last_feedback = ctx.parts.text, ""
-        for step in range(ctx.config.max_steps):
-            if ctx.remaining("generator") <= 0:
-                break
-            observation = observe(
-                ctx.parts.compose(text),
-                step,
-                step,
-                position.get(ctx.task.task_id, 0.0),
-                last_feedback,
-                embeddings=embeddings,
-                embedder=ctx.config.embedder,
-            )
-            observation = np.clip(observation, -1.0, 100.0)
-            action = int(policy.predict(observation, deterministic=True)[0])
-            candidate, extra = yield from ctx.act(action, text, last_feedback)
-            ctx.log(action, candidate, **extra)
-            text, last_feedback = candidate.text, candidate.feedback.text
-            if candidate.feedback.passed:
-                break
-        return ctx.finish()
-
-    return episode
-
-
 def evaluate_policy(policy: Any, embeddings: bool, tasks: list[Task], tools: Tools, call_model: ModelCall) -> dict:
     """Mean best SoftPass and pass rate of the policy's rollouts on training-side tasks (their own tests)."""
     check_training_tasks(tasks)
-    position = {t.task_id: i / len(tasks) for i, t in enumerate(tasks)}
-    function = policy_episode(policy, embeddings, position)
+    function = policy_episode(TrainedPolicy(policy, embeddings))
     episodes, ledgers = {}, {}
-    for task in tasks:
+    for index, task in enumerate(tasks):
         suite = FeedbackSuite(task, "train", task.hidden_tests)
-        ctx = EpisodeContext(public_view(task), editable_parts(task), suite, tools, "ppo-selection")
+        ctx = EpisodeContext(public_view(task), editable_parts(task), suite, tools, "ppo-selection", index / len(tasks))
         episodes[task.task_id], ledgers[task.task_id] = function(ctx), ctx.ledger
     results = drive(episodes, call_model, ledgers, tools.budget)
     finals = [results[t.task_id] for t in tasks]
@@ -331,8 +287,8 @@ def _write_curves(out: Path, env: PromptEnv, history: dict[str, Any]) -> None:
     )
 
 
-def load_policy(directory: str | Path) -> tuple[Any, bool]:
-    """The best policy of a training run (else its final one) and whether it observes embeddings."""
+def load_policy(directory: str | Path) -> TrainedPolicy:
+    """The best policy of a training run (else its final one), with whether it observes embeddings."""
     from stable_baselines3 import PPO
 
     directory = Path(directory)
@@ -345,4 +301,4 @@ def load_policy(directory: str | Path) -> tuple[Any, bool]:
             f"no trained ppo policy in {directory}; train it: promis-repro train --agent ppo --out {directory}"
         )
     embeddings = bool(json.loads(summary.read_text())["ppo_config"]["embeddings"])
-    return PPO.load(path, device="cpu").policy, embeddings
+    return TrainedPolicy(PPO.load(path, device="cpu").policy, embeddings)

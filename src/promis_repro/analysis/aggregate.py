@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from promis_repro.analysis.tree import read_json, read_jsonl, strategy_rank, write_stage_provenance
+from promis_repro.analysis.tree import write_stage_provenance
 from promis_repro.errors import UserError
-from promis_repro.io import atomic_write_json, atomic_write_text
+from promis_repro.grid import strategy_rank
+from promis_repro.io import atomic_write_json, atomic_write_text, read_json, read_jsonl
 
 CELL_KEYS = ("model", "benchmark", "strategy", "feedback")
 COST_KEYS = ("generator_calls", "rewriter_calls", "tokens", "model_seconds")
@@ -45,7 +46,7 @@ def _per_seed_row(path: Path, metrics: dict[str, Any]) -> dict[str, Any]:
 
 def _per_task_rows(cell: dict[str, Any], results: Path) -> list[dict[str, Any]]:
     grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for number, row in enumerate(read_jsonl(results), start=1):
+    for number, row in read_jsonl(results):
         if "task_id" not in row or "passed" not in row or "soft_pass" not in row:
             raise UserError(f"{results}:{number}: a result row needs task_id, passed and soft_pass")
         soft = row["soft_pass"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -25,11 +26,20 @@ import pandas as pd
 import seaborn as sns
 
 from promis_repro.analysis.aggregate import apps_pass_by_difficulty
-from promis_repro.analysis.tables import BENCHMARK_NAMES
-from promis_repro.analysis.tree import FIGURES, read_jsonl, require_files, strategy_rank, write_stage_provenance
+from promis_repro.analysis.tree import require_files, write_stage_provenance
 from promis_repro.data.apps import DIFFICULTIES
+from promis_repro.grid import (
+    ACTION_NAMES,
+    AGENT_TEMPLATE,
+    BENCHMARK_LABELS,
+    FIGURES,
+    cell_dir,
+    strategy_rank,
+    variant_of,
+)
+from promis_repro.io import read_jsonl
 
-ACTION_NAMES = {0: "direct", 1: "mutate", 2: "rewrite"}
+PPO = "ppo"  # the agent whose learning curves and test-time actions two figures draw
 
 
 def _order(frame: pd.DataFrame) -> list[str]:
@@ -38,8 +48,24 @@ def _order(frame: pd.DataFrame) -> list[str]:
 
 def _columns(frame: pd.DataFrame) -> list[str]:
     """Benchmark panels in the paper's order (MBPP+, HumanEval+, APPS), after ``_label``."""
-    names = list(BENCHMARK_NAMES.values())
+    names = list(BENCHMARK_LABELS.values())
     return sorted(set(frame["benchmark"]), key=lambda b: names.index(b) if b in names else len(names))
+
+
+#: bars with 95% bootstrap confidence intervals, the same resamples in every run
+BARS_WITH_CIS = {"kind": "bar", "errorbar": ("ci", 95), "seed": 0}
+
+
+def _by_benchmark(frame: pd.DataFrame) -> dict[str, Any]:
+    """One panel per benchmark, in the paper's order."""
+    return {"col": "benchmark", "col_order": _columns(frame)}
+
+
+def _finish(grid: sns.FacetGrid, x_label: str, y_label: str, rotate: bool = False) -> plt.Figure:
+    grid.set_axis_labels(x_label, y_label)
+    if rotate:  # strategy names are long
+        grid.tick_params(axis="x", rotation=60)
+    return grid.figure
 
 
 def _empty(message: str) -> plt.Figure:
@@ -54,42 +80,32 @@ def _label(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
     if frame["feedback"].nunique() > 1:
         frame["strategy"] = frame["strategy"] + " [" + frame["feedback"] + "]"
-    frame["benchmark"] = frame["benchmark"].map(lambda b: BENCHMARK_NAMES.get(b, b))
+    frame["benchmark"] = frame["benchmark"].map(lambda b: BENCHMARK_LABELS.get(b, b))
     return frame
 
 
 def bars(per_seed: pd.DataFrame) -> plt.Figure:
     frame = _label(per_seed).rename(columns={"pass_at_1": "Pass@1", "soft_pass_at_1": "SoftPass@1"})
-    long = frame.melt(
-        id_vars=["model", "benchmark", "strategy", "seed"],
-        value_vars=["Pass@1", "SoftPass@1"],
-        var_name="metric",
-        value_name="score",
-    )
+    long = frame.melt(["model", "benchmark", "strategy", "seed"], ["Pass@1", "SoftPass@1"], "metric", "score")
     grid = sns.catplot(
         data=long,
-        kind="bar",
         x="strategy",
         y="score",
         hue="model",
-        col="benchmark",
-        col_order=_columns(frame),
         row="metric",
         order=_order(frame),
-        errorbar=("ci", 95),
-        seed=0,
         height=3.2,
         aspect=1.3,
+        **BARS_WITH_CIS,
+        **_by_benchmark(frame),
     )
-    grid.set_axis_labels("", "mean over seeds")
     grid.set_titles("{row_name} · {col_name}")
-    grid.tick_params(axis="x", rotation=60)
-    return grid.figure
+    return _finish(grid, "", "mean over seeds", rotate=True)
 
 
 def ppo_learning(root: Path) -> plt.Figure:
     curves = []
-    for path in sorted((root / "agents" / "ppo").glob("*/seed*/curves.csv")):
+    for path in sorted(root.glob(AGENT_TEMPLATE.format(agent=PPO, model="*", seed="*") + "/curves.csv")):
         frame = pd.read_csv(path)
         if frame.empty:
             continue
@@ -101,12 +117,8 @@ def ppo_learning(root: Path) -> plt.Figure:
     actions = [c for c in frame.columns if c.startswith("action_")]
     share = frame[actions].div(frame[actions].sum(axis=1).where(lambda s: s > 0), axis=0)
     frame = frame.join(share.add_suffix("_share"))
-    long = frame.melt(
-        id_vars=["episode", "model", "seed"],
-        value_vars=["mean_return_20", "pass_rate_20", *(f"{a}_share" for a in actions)],
-        var_name="series",
-        value_name="value",
-    )
+    series = ["mean_return_20", "pass_rate_20", *(f"{a}_share" for a in actions)]
+    long = frame.melt(["episode", "model", "seed"], series, "series", "value")
     grid = sns.relplot(
         data=long,
         kind="line",
@@ -124,17 +136,17 @@ def ppo_learning(root: Path) -> plt.Figure:
 
 def actions_by_step(root: Path, cells: pd.DataFrame) -> plt.Figure:
     rows = []
-    for cell in cells[cells["strategy"] == "ppo"].to_dict(orient="records"):
-        suffix = "-oracle" if cell["feedback"] == "oracle" else ""
+    for cell in cells[cells["strategy"] == PPO].to_dict(orient="records"):
         for seed in str(cell["seed_list"]).split():
-            path = root / cell["model"] / cell["benchmark"] / f"ppo{suffix}" / f"seed{seed}" / "trajectories.jsonl"
+            variant = variant_of(cell["feedback"])
+            path = cell_dir(root, cell["model"], cell["benchmark"], PPO, seed, variant) / "trajectories.jsonl"
             if not path.exists():
                 continue
-            for step in read_jsonl(path):
+            for _, step in read_jsonl(path):
                 if "step" in step and "action" in step:
                     rows.append(
                         {
-                            "benchmark": BENCHMARK_NAMES.get(cell["benchmark"], cell["benchmark"]),
+                            "benchmark": BENCHMARK_LABELS.get(cell["benchmark"], cell["benchmark"]),
                             "model": cell["model"],
                             "step": int(step["step"]),
                             "action": ACTION_NAMES.get(step["action"], str(step["action"])),
@@ -155,8 +167,7 @@ def actions_by_step(root: Path, cells: pd.DataFrame) -> plt.Figure:
         height=2.6,
         aspect=1.2,
     )
-    grid.set_axis_labels("step", "share of actions")
-    return grid.figure
+    return _finish(grid, "step", "share of actions")
 
 
 def cost_vs_pass(cells: pd.DataFrame) -> plt.Figure:
@@ -168,14 +179,12 @@ def cost_vs_pass(cells: pd.DataFrame) -> plt.Figure:
         y="pass_at_1_mean",
         hue="strategy",
         style="model",
-        col="benchmark",
-        col_order=_columns(frame),
         hue_order=_order(frame),
         height=3.2,
         s=60,
+        **_by_benchmark(frame),
     )
-    grid.set_axis_labels("model calls per task (mean)", "Pass@1 (mean over seeds)")
-    return grid.figure
+    return _finish(grid, "model calls per task (mean)", "Pass@1 (mean over seeds)")
 
 
 def apps_difficulty(per_task: pd.DataFrame) -> plt.Figure:
@@ -185,19 +194,16 @@ def apps_difficulty(per_task: pd.DataFrame) -> plt.Figure:
     frame = _label(by_seed.assign(benchmark="apps"))
     grid = sns.catplot(
         data=frame,
-        kind="bar",
         x="difficulty",
         y="pass_at_1",
         hue="strategy",
         col="model",
         order=[d for d in DIFFICULTIES if d in set(frame["difficulty"])],
         hue_order=_order(frame),
-        errorbar=("ci", 95),
-        seed=0,
         height=3.2,
+        **BARS_WITH_CIS,
     )
-    grid.set_axis_labels("", "Pass@1")
-    return grid.figure
+    return _finish(grid, "", "Pass@1")
 
 
 def softpass_distribution(per_task: pd.DataFrame) -> plt.Figure:
@@ -210,15 +216,12 @@ def softpass_distribution(per_task: pd.DataFrame) -> plt.Figure:
         x="strategy",
         y="soft_pass",
         hue="model",
-        col="benchmark",
-        col_order=_columns(frame),
         order=_order(frame),
         height=3.5,
         aspect=1.3,
+        **_by_benchmark(frame),
     )
-    grid.set_axis_labels("", "SoftPass per task (mean over seeds)")
-    grid.tick_params(axis="x", rotation=60)
-    return grid.figure
+    return _finish(grid, "", "SoftPass per task (mean over seeds)", rotate=True)
 
 
 def make_figures(results: str | os.PathLike[str]) -> list[Path]:

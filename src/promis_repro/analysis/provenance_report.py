@@ -14,9 +14,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from promis_repro.analysis.tree import find_metrics, read_json
+from promis_repro.analysis.tree import find_metrics
 from promis_repro.errors import UserError
-from promis_repro.io import atomic_write_json, atomic_write_text
+from promis_repro.io import atomic_write_json, atomic_write_text, read_json
 
 
 def _models(model: Any) -> list[str]:

@@ -32,11 +32,12 @@ from statsmodels.stats.multitest import multipletests
 
 from promis_repro.analysis.aggregate import records, sort_cells, write_csv
 from promis_repro.analysis.tree import require_files, write_stage_provenance
+from promis_repro.grid import REFERENCE_STRATEGY
 from promis_repro.io import atomic_write_json
 
 ALPHA = 0.05
 POWER = 0.8
-REFERENCE = "ppo"
+REFERENCE = REFERENCE_STRATEGY
 GROUP = ["model", "benchmark", "feedback"]
 
 

@@ -6,144 +6,26 @@
   table. A protocol block follows every table.
 - ``apps_difficulty_{feedback}``: APPS Pass@1 by difficulty (written whenever APPS cells exist, so a
   pipeline can name it in advance; dashes where results.jsonl rows carry no difficulty).
-- ``paper_vs_reproduced``: the paper's numbers (``config/paper_results.yaml``) beside ours, the
-  difference and its 95% bootstrap CI (tasks resampled; the paper's number is a constant).
+- ``paper_vs_reproduced``: the paper's numbers beside ours (``analysis/paper.py``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
-from html import escape as escape_html
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from promis_repro.analysis.aggregate import apps_pass_by_difficulty, write_csv
-from promis_repro.analysis.significance import ALPHA, POWER, REFERENCE, mean_ci
-from promis_repro.analysis.tree import model_rank, require_files, strategy_rank, write_stage_provenance
+from promis_repro.analysis.paper import load_paper_results, paper_comparison, paper_table
+from promis_repro.analysis.significance import ALPHA, POWER, REFERENCE
+from promis_repro.analysis.table_format import PASS_MARK, SOFT_MARK, Table, percent
+from promis_repro.analysis.tree import require_files, write_stage_provenance
 from promis_repro.data.apps import DIFFICULTIES
-from promis_repro.errors import UserError
+from promis_repro.grid import BENCHMARK_LABELS, STRATEGY_LABELS, model_rank, strategy_rank
 from promis_repro.io import atomic_write_text
-
-BENCHMARK_NAMES = {"mbppplus": "MBPP+", "humanevalplus": "HumanEval+", "apps": "APPS"}
-STRATEGY_NAMES = {
-    "direct": "Direct (action 0)",
-    "ga_only": "GA only (action 1)",
-    "rewrite_only": "Rewrite only (action 2)",
-    "random_hybrid": "Random hybrid (10 steps)",
-    "epic": "EPiC",
-    "reflexion": "Reflexion",
-    "ppo": "PPO agent (PROMIS)",
-    "lpo": "LPO",
-    "self_correct": "Self-correct",
-    "rl_rewriter": "RL rewriter (GRPO)",
-}
-PASS_MARK, SOFT_MARK = "†", "‡"
-LATEX_ESCAPES = {
-    "\\": r"\textbackslash{}",
-    "&": r"\&",
-    "%": r"\%",
-    "_": r"\_",
-    "#": r"\#",
-    "$": r"\$",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\^{}",
-    "±": r"$\pm$",
-    "≤": r"$\leq$",
-    "<": r"$<$",
-    ">": r"$>$",
-    "α": r"$\alpha$",
-    "−": "--",
-    "†": r"\dag{}",
-    "‡": r"\ddag{}",
-}
-
-
-@dataclass
-class Table:
-    """A formatted table: cells are strings; ``bold`` and ``marks`` decorate them per output format."""
-
-    name: str
-    title: str
-    header: list[str]
-    rows: list[list[str]]
-    bold: set[tuple[int, int]] = field(default_factory=set)
-    marks: dict[tuple[int, int], str] = field(default_factory=dict)
-    protocol: list[str] = field(default_factory=list)
-
-    def markdown(self) -> str:
-        lines = [f"### {self.title}", "", "| " + " | ".join(self.header) + " |"]
-        lines.append("|" + "|".join(["---"] + ["---:"] * (len(self.header) - 1)) + "|")
-        for i, row in enumerate(self.rows):
-            cells = []
-            for j, text in enumerate(row):
-                text = f"**{text}**" if (i, j) in self.bold else text
-                cells.append(text + self.marks.get((i, j), ""))
-            lines.append("| " + " | ".join(cells) + " |")
-        lines += ["", *(f"- {line}" for line in self.protocol)]
-        return "\n".join(lines) + "\n"
-
-    def latex(self) -> str:
-        def escape(text: str) -> str:
-            return "".join(LATEX_ESCAPES.get(char, char) for char in text)
-
-        marks = {PASS_MARK: r"\textsuperscript{\dag}", SOFT_MARK: r"\textsuperscript{\ddag}"}
-        lines = [
-            r"\begin{table}[t]",
-            r"\centering",
-            r"\small",
-            f"\\caption{{{escape(self.title)}}}",
-            f"\\label{{tab:{self.name}}}",
-            r"\begin{tabular}{l" + "r" * (len(self.header) - 1) + "}",
-            r"\toprule",
-            " & ".join(escape(h) for h in self.header) + r" \\",
-            r"\midrule",
-        ]
-        for i, row in enumerate(self.rows):
-            cells = []
-            for j, text in enumerate(row):
-                text = escape(text)
-                text = f"\\textbf{{{text}}}" if (i, j) in self.bold else text
-                cells.append(text + marks.get(self.marks.get((i, j), ""), ""))
-            lines.append(" & ".join(cells) + r" \\")
-        lines += [r"\bottomrule", r"\end{tabular}"]
-        if self.protocol:
-            lines += [r"\par\smallskip\footnotesize", *(escape(line) + r"\\" for line in self.protocol)]
-        lines.append(r"\end{table}")
-        return "\n".join(lines) + "\n"
-
-    def html(self) -> str:
-        """A standalone page: the Snakemake report shows it as the table's result."""
-        header = "".join(f"<th>{escape_html(h)}</th>" for h in self.header)
-        body = []
-        for i, row in enumerate(self.rows):
-            cells = []
-            for j, text in enumerate(row):
-                text = escape_html(text)
-                text = f"<b>{text}</b>" if (i, j) in self.bold else text
-                cells.append(f"<td>{text}{self.marks.get((i, j), '')}</td>")
-            body.append("<tr>" + "".join(cells) + "</tr>")
-        protocol = "".join(f"<li>{escape_html(line)}</li>" for line in self.protocol)
-        return (
-            "<!DOCTYPE html><html><head><meta charset='utf-8'>"
-            f"<title>{escape_html(self.title)}</title>"
-            "<style>body{font-family:sans-serif}table{border-collapse:collapse}"
-            "th,td{padding:2px 8px;border-bottom:1px solid #ccc}td:not(:first-child){text-align:right}</style>"
-            f"</head><body><h3>{escape_html(self.title)}</h3><table><thead><tr>{header}</tr></thead>"
-            f"<tbody>{''.join(body)}</tbody></table><ul>{protocol}</ul></body></html>\n"
-        )
-
-
-def _percent(mean: float, std: float | None = None) -> str:
-    if mean is None or np.isnan(mean):
-        return "–"
-    return f"{100 * mean:.1f}" if std is None or np.isnan(std) else f"{100 * mean:.1f} ± {100 * std:.1f}"
 
 
 def _feedback_line(feedback: str, leaky: bool) -> str:
@@ -212,12 +94,12 @@ def benchmark_table(cells: pd.DataFrame, comparisons: pd.DataFrame, benchmark: s
         for r in chosen.to_dict(orient="records"):
             significant[(r["model"], r["strategy"])] = (bool(r["significant_mcnemar"]), bool(r["significant_wilcoxon"]))
     for i, strategy in enumerate(strategies):
-        row = [STRATEGY_NAMES.get(strategy, strategy)]
+        row = [STRATEGY_LABELS.get(strategy, strategy)]
         for j, model in enumerate(models):
             cell = by_cell.get((model, strategy))
             for k, metric in enumerate(("pass_at_1", "soft_pass_at_1")):
                 column = 1 + 2 * j + k
-                row.append(_percent(cell[f"{metric}_mean"], cell[f"{metric}_std"]) if cell else "–")
+                row.append(percent(cell[f"{metric}_mean"], cell[f"{metric}_std"]) if cell else "–")
                 if significant.get((model, strategy), (False, False))[k]:
                     marks[(i, column)] = (PASS_MARK, SOFT_MARK)[k]
         rows.append(row)
@@ -229,7 +111,7 @@ def benchmark_table(cells: pd.DataFrame, comparisons: pd.DataFrame, benchmark: s
             best = round(np.nanmax(means), 6)
             bold |= {(i, 1 + 2 * j + k) for i, m in enumerate(means) if not np.isnan(m) and round(m, 6) == best}
     leaky = bool(cells["leaky"].any())
-    title = f"{BENCHMARK_NAMES.get(benchmark, benchmark)}: Pass@1 and SoftPass@1 (%), mean ± std over seeds"
+    title = f"{BENCHMARK_LABELS.get(benchmark, benchmark)}: Pass@1 and SoftPass@1 (%), mean ± std over seeds"
     title += f", feedback {feedback}" + (" (LEAKY)" if leaky else "")
     relevant = comparisons
     if not comparisons.empty:
@@ -252,10 +134,10 @@ def difficulty_table(
     rows = []
     for model in sorted(set(apps_cells["model"]), key=model_rank):
         for strategy in _strategies(apps_cells[apps_cells["model"] == model]):
-            row = [model, STRATEGY_NAMES.get(strategy, strategy)]
+            row = [model, STRATEGY_LABELS.get(strategy, strategy)]
             for difficulty in present:
                 key = (model, strategy, difficulty)
-                row.append(_percent(*summary.loc[key]) if key in summary.index else "–")
+                row.append(percent(*summary.loc[key]) if key in summary.index else "–")
             rows.append(row)
     title = f"APPS Pass@1 (%) by difficulty, mean ± std over seeds, feedback {feedback}"
     title += " (LEAKY)" if bool(apps_cells["leaky"].any()) else ""
@@ -263,131 +145,6 @@ def difficulty_table(
     if by_difficulty.empty:
         protocol.insert(0, "No results.jsonl row carries an APPS difficulty (rows written before it was recorded).")
     return Table(f"apps_difficulty_{feedback}", title, header, rows, protocol=protocol)
-
-
-def load_paper_results(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """``config/paper_results.yaml``: the paper's numbers (percent) with their source."""
-    try:
-        document = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise UserError(f"{path}: unreadable paper results ({exc})") from None
-    if not isinstance(document, dict) or not isinstance(document.get("results"), list):
-        raise UserError(f"{path}: needs a 'results' list")
-    sources = document.get("sources") or {}
-    rows = []
-    for index, entry in enumerate(document["results"]):
-        where = f"{path}: results[{index}]"
-        if not isinstance(entry, dict):
-            raise UserError(f"{where}: must be a mapping")
-        missing = [k for k in ("model", "benchmark", "strategy", "source") if k not in entry]
-        if missing:
-            raise UserError(f"{where}: missing {', '.join(missing)}")
-        if entry["source"] not in sources:
-            raise UserError(f"{where}: source {entry['source']!r} is not described under 'sources'")
-        for metric in ("pass_at_1", "soft_pass_at_1"):
-            if metric not in entry:
-                continue
-            value = entry[metric]
-            if not isinstance(value, int | float) or not 0 <= value <= 100:
-                raise UserError(f"{where}: {metric} must be a percentage, got {value!r}")
-            rows.append(
-                {
-                    **{k: entry[k] for k in ("model", "benchmark", "strategy")},
-                    "metric": metric,
-                    "paper": float(value) / 100,
-                    "source": sources[entry["source"]],
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-def paper_comparison(paper: pd.DataFrame, cells: pd.DataFrame, per_task: pd.DataFrame) -> pd.DataFrame:
-    rows = []
-    column = {"pass_at_1": "passed", "soft_pass_at_1": "soft_pass"}
-    for index, entry in enumerate(paper.to_dict(orient="records")):
-        matches = cells[
-            (cells["model"] == entry["model"])
-            & (cells["benchmark"] == entry["benchmark"])
-            & (cells["strategy"] == entry["strategy"])
-        ]
-        if matches.empty:
-            rows.append(
-                {
-                    **entry,
-                    "feedback": None,
-                    "leaky": None,
-                    "ours_mean": np.nan,
-                    "ours_std": np.nan,
-                    "seeds": 0,
-                    "diff": np.nan,
-                    "diff_ci_low": np.nan,
-                    "diff_ci_high": np.nan,
-                }
-            )
-            continue
-        for cell in matches.to_dict(orient="records"):
-            tasks = per_task[
-                (per_task["model"] == cell["model"])
-                & (per_task["benchmark"] == cell["benchmark"])
-                & (per_task["strategy"] == cell["strategy"])
-                & (per_task["feedback"] == cell["feedback"])
-            ]
-            per_task_mean = tasks.groupby("task_id")[column[entry["metric"]]].mean().to_numpy(float)
-            low, high = mean_ci(per_task_mean, seed=index)
-            ours = cell[f"{entry['metric']}_mean"]
-            rows.append(
-                {
-                    **entry,
-                    "feedback": cell["feedback"],
-                    "leaky": bool(cell["leaky"]),
-                    "ours_mean": ours,
-                    "ours_std": cell[f"{entry['metric']}_std"],
-                    "seeds": int(cell["seeds"]),
-                    "diff": ours - entry["paper"],
-                    "diff_ci_low": low - entry["paper"],
-                    "diff_ci_high": high - entry["paper"],
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-def paper_table(comparison: pd.DataFrame) -> Table:
-    header = [
-        "Model",
-        "Benchmark",
-        "Strategy",
-        "Metric",
-        "Paper",
-        "Ours (mean ± std)",
-        "Ours − paper",
-        "95% CI",
-        "Source",
-    ]
-    rows = []
-    for r in comparison.to_dict(orient="records"):
-        ran = not pd.isna(r["feedback"])
-        feedback = f"{r['feedback']}{' LEAKY' if r['leaky'] else ''}, {r['seeds']} seeds" if ran else ""
-        rows.append(
-            [
-                r["model"],
-                BENCHMARK_NAMES.get(r["benchmark"], r["benchmark"]),
-                STRATEGY_NAMES.get(r["strategy"], r["strategy"]),
-                {"pass_at_1": "Pass@1", "soft_pass_at_1": "SoftPass@1"}[r["metric"]],
-                f"{100 * r['paper']:.2f}",
-                f"{_percent(r['ours_mean'], r['ours_std'])} ({feedback})" if ran else "not run",
-                _percent(r["diff"]),
-                "–" if np.isnan(r["diff_ci_low"]) else f"[{100 * r['diff_ci_low']:.1f}, {100 * r['diff_ci_high']:.1f}]",
-                r["source"],
-            ]
-        )
-    protocol = [
-        "Ours: the mean over seeds; CI: BCa bootstrap over tasks of the per-task mean over seeds, "
-        "minus the paper's number.",
-        "The paper's README labels its table MBPP and its abstract MBPP+ for the same PPO numbers; both are set "
-        "beside our MBPP+ runs. The paper trained and tested on the same suites; our agents train on a "
-        "decontaminated MBPP split.",
-    ]
-    return Table("paper_vs_reproduced", "Paper vs reproduced (%)", header, rows, protocol=protocol)
 
 
 def _write(table: Table, numbers: pd.DataFrame, out: Path) -> list[str]:

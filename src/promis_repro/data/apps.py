@@ -19,9 +19,10 @@ import json
 import os
 from typing import Any
 
-from promis_repro.data.sources import read_jsonl, require, resolve, sha256_of
+from promis_repro.data.sources import checked_rows, require, resolve
 from promis_repro.data.task import CallTests, StdioTests, Task
 from promis_repro.errors import UserError
+from promis_repro.io import sha256_of
 
 DIFFICULTIES = ("introductory", "interview", "competition")
 HF_DATASET = "codeparrot/apps"
@@ -141,9 +142,7 @@ def load_apps(data_dir: str | os.PathLike[str] | None) -> list[Task]:
         return load_apps_online()
     digest = sha256_of(path)
     tasks = []
-    for line, row in read_jsonl(path):
-        where = f"{path}:{line}"
-        require(row, ("id", "description", "difficulty", "test_list", "sample_io", "starter_code"), where)
+    for where, row in checked_rows(path, ("id", "description", "difficulty", "test_list", "sample_io", "starter_code")):
         if row["difficulty"] not in DIFFICULTIES:
             raise UserError(f"{where}: unknown difficulty {row['difficulty']!r}")
         hidden = _mapcoder_tests(row, _as_list(row["test_list"], where), where)

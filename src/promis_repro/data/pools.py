@@ -7,10 +7,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from promis_repro.data.registry import load_benchmark
-from promis_repro.data.sources import read_jsonl
 from promis_repro.data.task import Task
 from promis_repro.errors import UserError
-from promis_repro.io import cache_root
+from promis_repro.io import cache_root, read_jsonl
 
 POOL_NAMES = ("train_pool", "selection_pool")
 

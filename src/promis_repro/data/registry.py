@@ -11,6 +11,7 @@ from promis_repro.data.mbpp import load_mbpp, load_mbpp_sanitized
 from promis_repro.data.plus import load_humaneval, load_humanevalplus, load_mbppplus
 from promis_repro.data.task import Task
 from promis_repro.errors import UserError
+from promis_repro.grid import BENCHMARKS
 
 LOADERS: dict[str, Callable[[str | os.PathLike[str] | None], list[Task]]] = {
     "mbpp": load_mbpp,
@@ -20,7 +21,8 @@ LOADERS: dict[str, Callable[[str | os.PathLike[str] | None], list[Task]]] = {
     "humanevalplus": load_humanevalplus,
     "apps": load_apps,
 }
-BENCHMARKS = tuple(LOADERS)
+if tuple(LOADERS) != BENCHMARKS:  # the grid's vocabulary and the loaders must name the same benchmarks
+    raise RuntimeError(f"benchmark loaders {tuple(LOADERS)} differ from grid.BENCHMARKS {BENCHMARKS}")
 
 
 @functools.cache

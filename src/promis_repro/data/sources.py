@@ -6,9 +6,6 @@ Every pinned file is verified against the sha256 recorded in
 
 from __future__ import annotations
 
-import functools
-import gzip
-import hashlib
 import json
 import logging
 import os
@@ -19,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from promis_repro.errors import UserError
-from promis_repro.io import atomic_write_bytes, cache_root
+from promis_repro.io import atomic_write_bytes, cache_root, read_jsonl, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +69,6 @@ SANITIZED_MBPP_URL = (
 )
 
 
-@functools.cache
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _download(url: str, target: Path) -> None:
     log.info("downloading %s", url)
     try:
@@ -126,23 +114,15 @@ def resolve(key: str, data_dir: str | os.PathLike[str] | None) -> Path:
     return path
 
 
-def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Rows of a (possibly gzipped) JSONL file with their 1-based line numbers; a bad row is a UserError."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise UserError(f"{path}:{number}: malformed JSON row ({exc})") from exc
-            if not isinstance(row, dict):
-                raise UserError(f"{path}:{number}: row is not a JSON object")
-            yield number, row
-
-
 def require(row: dict[str, Any], keys: tuple[str, ...], where: str) -> None:
     missing = [key for key in keys if key not in row]
     if missing:
         raise UserError(f"{where}: row lacks field(s) {', '.join(missing)}")
+
+
+def checked_rows(path: Path, fields: tuple[str, ...]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Rows of a benchmark file that hold every field in ``fields``, each with its ``file:line``."""
+    for line, row in read_jsonl(path):
+        where = f"{path}:{line}"
+        require(row, fields, where)
+        yield where, row

@@ -14,11 +14,11 @@ from typing import Any
 from tqdm import tqdm
 
 from promis_repro.data.registry import load_benchmark, normalize_task_id
-from promis_repro.data.sources import read_jsonl
 from promis_repro.data.task import AssertTests, CallTests, Task, Tests
 from promis_repro.errors import UserError
 from promis_repro.evaluation.execute import ExpectedOutputs, ProgramResult, run_assert_tests, run_tests
 from promis_repro.evaluation.expected import expected_for
+from promis_repro.io import read_jsonl
 from promis_repro.sandbox.runner import SandboxLimits, close_thread_zygote
 
 log = logging.getLogger(__name__)

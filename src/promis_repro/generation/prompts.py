@@ -14,6 +14,7 @@ import warnings
 from promis_repro.data.task import AssertTests, Task
 from promis_repro.generation.base import ChatPrompt
 from promis_repro.generation.registry import ModelSpec
+from promis_repro.grid import HUMANEVAL_FAMILY, MBPP_FAMILY
 
 SYSTEM = (
     "You are an expert Python programmer. Answer with one complete Python program in a single ```python code block."
@@ -32,10 +33,10 @@ def shown_tests(task: Task) -> list[str]:
 
 
 def instruct_message(task: Task, description: str) -> str:
-    if task.benchmark in ("mbpp", "mbpp_sanitized", "mbppplus"):
+    if task.benchmark in MBPP_FAMILY:
         tests = "\n".join(shown_tests(task))
         return f"{description.strip()}\nYour code should pass this test:\n{tests}\n"
-    if task.benchmark in ("humaneval", "humanevalplus"):
+    if task.benchmark in HUMANEVAL_FAMILY:
         return f"Complete the following Python function:\n```python\n{description.rstrip()}\n```\n"
     # APPS
     parts = [description.strip()]
@@ -47,7 +48,7 @@ def instruct_message(task: Task, description: str) -> str:
 
 
 def completion_prefix(task: Task, description: str) -> str:
-    if task.benchmark in ("humaneval", "humanevalplus"):
+    if task.benchmark in HUMANEVAL_FAMILY:
         return description
     tests = "\n".join(shown_tests(task))
     docstring = "\n".join(part for part in (description.strip(), tests) if part)
@@ -61,7 +62,7 @@ def completion_prefix(task: Task, description: str) -> str:
 
 def default_description(task: Task) -> str:
     """The text a prompt is built around: MBPP's sentence (the format adds its shown assert once), else the prompt."""
-    mbpp = task.benchmark in ("mbpp", "mbpp_sanitized", "mbppplus")
+    mbpp = task.benchmark in MBPP_FAMILY
     return task.description if mbpp and task.description else task.prompt
 
 
@@ -127,7 +128,7 @@ def _code_from_prose(text: str, entry_point: str | None) -> str:
 
 
 def prompt_imports(task: Task) -> list[str]:
-    source = task.starter_code or (task.prompt if task.benchmark in ("humaneval", "humanevalplus") else "")
+    source = task.starter_code or (task.prompt if task.benchmark in HUMANEVAL_FAMILY else "")
     return [line for line in source.splitlines() if line.startswith(("import ", "from "))]
 
 

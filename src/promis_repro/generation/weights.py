@@ -19,10 +19,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from promis_repro.data.sources import sha256_of
 from promis_repro.errors import UserError
 from promis_repro.generation.registry import ModelSpec
-from promis_repro.io import cache_root
+from promis_repro.io import cache_root, sha256_of
 
 log = logging.getLogger(__name__)
 

@@ -29,6 +29,10 @@ complex, ``{"sub": "<type name>", "v": <encoded base value>}`` an instance of
 a subclass of one of those builtins (a namedtuple, a numpy float64, ...), and
 ``{"opaque": "<type name>"}`` anything else (never equal to an expected value),
 and ``{"digest": "<sha256>"}`` a value too large to send (see digest_if_large).
+
+The file is one script (it runs as ``child.py``, importing nothing of the project); its sections, in
+order: value encoding; the result channel; isolation; the program's runtime (time limits, captured
+output, the EvalPlus guard); the three job kinds; the worker, its supervisor and the zygote.
 """
 
 import builtins
@@ -392,6 +396,34 @@ def clear_time_limit():
 _GUARD_MODULE = None
 
 
+def run_limited(record, seconds, function, *args):
+    """``function(*args)`` with its output swallowed, under a time limit of ``seconds``.
+
+    Returns ``(True, value)``; on a timeout or any exception the record is marked with it, sent to
+    the parent, and ``(False, None)`` is returned.
+    """
+    try:
+        with swallow_io():
+            time_limit(seconds)
+            try:
+                return True, function(*args)
+            finally:
+                clear_time_limit()
+    except Timeout:
+        record["timeout"] = True
+    except BaseException as exc:
+        record["err"] = describe(exc)
+    emit(record)
+    return False, None
+
+
+def timed_call(fn, args):
+    """``fn(*args)`` and the seconds it took (EvalPlus's per-input timing)."""
+    started = time.time()
+    out = fn(*args)
+    return out, time.time() - started
+
+
 def load_evalplus_guard_source():
     """Load EvalPlus's ``eval/utils.py`` (its ``reliability_guard``) without importing the evalplus package.
 
@@ -430,6 +462,11 @@ def resolve_entry_point(globals_, entry_point):
     return globals_[entry_point]
 
 
+# --------------------------------------------------------------------------
+# the three job kinds: call (EvalPlus inputs), assert (probes), stdio (APPS)
+# --------------------------------------------------------------------------
+
+
 def run_call(job):
     """EvalPlus's ``unsafe_execute`` loop, minus the comparison (done by the parent)."""
     guard = load_evalplus_guard() if job["guard"] else None
@@ -460,23 +497,10 @@ def run_call(job):
             record = {"g": group_index, "i": index}
             if record_time:
                 args = copy.deepcopy(args)
-            try:
-                with swallow_io():
-                    time_limit(min(limit, remaining))
-                    try:
-                        started = time.time()
-                        out = fn(*args)
-                        elapsed = time.time() - started
-                    finally:
-                        clear_time_limit()
-            except Timeout:
-                record["timeout"] = True
-                emit(record)
+            finished, result = run_limited(record, min(limit, remaining), timed_call, fn, args)
+            if not finished:
                 continue
-            except BaseException as exc:
-                record["err"] = describe(exc)
-                emit(record)
-                continue
+            out, elapsed = result
             if record_time:
                 record["t"] = elapsed
             encoding_started = time.monotonic()
@@ -546,22 +570,9 @@ def run_assert(job):
 
     def runtime(aid, thunk):
         record = {"a": aid}
-        try:
-            with swallow_io():
-                time_limit(limit)
-                try:
-                    values = thunk()
-                finally:
-                    clear_time_limit()
-        except Timeout:
-            record["timeout"] = True
-            emit(record)
-            return
-        except BaseException as exc:
-            record["err"] = describe(exc)
-            emit(record)
-            return
-        emit_value(record, values, operands=True)
+        finished, values = run_limited(record, limit, thunk)
+        if finished:
+            emit_value(record, values, operands=True)
 
     tests["__promis_check__"] = runtime
     tests["__promis_bool__"] = pristine["bool"]
@@ -624,6 +635,11 @@ def run_stdio(job):
 
 
 RUNNERS = {"call": run_call, "assert": run_assert, "stdio": run_stdio}
+
+
+# --------------------------------------------------------------------------
+# the worker, its supervisor and the zygote that forks them
+# --------------------------------------------------------------------------
 
 
 def worker(run_dir, job):

@@ -22,6 +22,7 @@ from promis_repro.data.task import Task
 from promis_repro.generation.base import ChatPrompt, Completion, DecodingSettings
 from promis_repro.generation.prompts import build_prompt, completion_prefix, extract_code, stop_strings
 from promis_repro.generation.registry import ModelSpec
+from promis_repro.grid import ACTION_NAMES
 from promis_repro.rewards import RewardConfig, step_reward
 from promis_repro.strategies.config import StrategyConfig
 from promis_repro.strategies.engine import Budget, Generate, Ledger, Request, Trajectory, derive_seed
@@ -29,8 +30,6 @@ from promis_repro.strategies.feedback import Feedback, FeedbackSuite
 from promis_repro.strategies.mutation import LexicalMutator, MutationResult
 from promis_repro.strategies.prompt_parts import PromptParts
 from promis_repro.strategies.rewrite import RewriteResult, parse_rewrite, rewrite_request
-
-ACTION_NAMES = {0: "direct", 1: "mutate", 2: "rewrite"}
 
 
 @dataclass
@@ -82,19 +81,43 @@ class Candidate:
 
 
 class EpisodeContext:
-    def __init__(self, task: Task, parts: PromptParts, suite: FeedbackSuite, tools: Tools, strategy: str) -> None:
+    """One task's episode: its public task, prompt parts, feedback suite, budget, ledger, randomness and log.
+
+    ``position`` is the task's index in its run divided by the run's number of tasks (an observation
+    feature of the agent).
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        parts: PromptParts,
+        suite: FeedbackSuite,
+        tools: Tools,
+        strategy: str,
+        position: float = 0.0,
+    ) -> None:
         self.task = task  # public view: no hidden tests, no reference solution
         self.parts = parts
         self.suite = suite
         self.tools = tools
         self.config = tools.config
         self.strategy = strategy
+        self.position = position
         self.ledger = Ledger()
         self.rng = np.random.default_rng(derive_seed(tools.seed, task.task_id, strategy))
         self.trajectory = Trajectory(task.task_id, ledger=self.ledger)
         self.candidates: list[Candidate] = []
         self._previous_soft = 0.0
         self._calls = {"generator": 0, "rewriter": 0}
+
+    # -- state (a checkpointed environment resumes mid-episode) ----------
+    def state(self) -> dict[str, Any]:
+        """What the next call depends on beyond the constructor's arguments: call counters, last SoftPass."""
+        return {"calls": dict(self._calls), "previous_soft": self._previous_soft}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self._calls = dict(state["calls"])
+        self._previous_soft = float(state["previous_soft"])
 
     # -- budget ---------------------------------------------------------
     def remaining(self, role: str) -> int:

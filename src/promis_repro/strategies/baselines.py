@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from promis_repro.generation.base import ChatPrompt
 from promis_repro.generation.prompts import SYSTEM
 from promis_repro.strategies.actions import EpisodeContext
@@ -44,24 +46,30 @@ def rewrite_only(ctx: EpisodeContext) -> Episode:
     return ctx.finish()
 
 
-def random_hybrid(ctx: EpisodeContext) -> Episode:
-    """The paper's Random baseline: up to ``max_steps`` uniformly random actions, keep the best by feedback.
+def stepwise(ctx: EpisodeContext, choose: Callable[[str, int, str], int]) -> Episode:
+    """Up to ``max_steps`` actions, each picked by ``choose(text, step, last_feedback)``; best by feedback.
 
-    Each step applies its action to the current prompt (or the original, with
-    ``compose: false``) and generates code from the result; the episode ends
-    early when every feedback test passes.
+    Each step applies its action to the current prompt (or the original, with ``compose: false``)
+    and generates code from the result; the episode ends early when every feedback test passes.
+    The loop of ``random_hybrid`` and of the trained ``ppo`` policy, so the two differ only in how
+    they choose.
     """
     text, last_feedback = ctx.parts.text, ""
-    for _ in range(ctx.config.max_steps):
+    for step in range(ctx.config.max_steps):
         if ctx.remaining("generator") <= 0:
             break
-        action = int(ctx.rng.integers(3))
+        action = choose(text, step, last_feedback)
         candidate, extra = yield from ctx.act(action, text, last_feedback)
         ctx.log(action, candidate, **extra)
         text, last_feedback = candidate.text, candidate.feedback.text
         if candidate.feedback.passed:
             break
     return ctx.finish()
+
+
+def random_hybrid(ctx: EpisodeContext) -> Episode:
+    """The paper's Random baseline: up to ``max_steps`` uniformly random actions, keep the best by feedback."""
+    return (yield from stepwise(ctx, lambda text, step, last_feedback: int(ctx.rng.integers(3))))
 
 
 def _follow_up_prompt(ctx: EpisodeContext, previous_code: str, instruction: str) -> tuple[ChatPrompt, str | None]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from promis_repro.errors import UserError
+from promis_repro.settings import from_mapping
 from promis_repro.strategies.rewrite import DEFAULT_TEMPLATE, EPIC_TEMPLATE
 
 
@@ -51,22 +52,10 @@ class StrategyConfig:
     # lpo
     lpo: dict[str, Any] = field(default_factory=dict)
 
-    @classmethod
-    def from_mapping(cls, values: dict[str, Any] | None, where: str = "strategy config") -> StrategyConfig:
-        values = dict(values or {})
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        for key, value in values.items():
-            if key not in known:
-                raise UserError(f"{where}: unknown key {key!r}; known: {', '.join(sorted(known))}")
-            default = known[key].default
-            if default is not dataclasses.MISSING and not isinstance(value, type(default)):
-                if not (isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)):
-                    raise UserError(f"{where}: {key} must be {type(default).__name__}, got {value!r}")
-        config = cls(**values)
+    def check(self, where: str) -> None:
         for key in ("max_generator_calls", "max_rewriter_calls", "max_steps", "max_new_tokens", "mutation_variants"):
-            if getattr(config, key) < 1:
+            if getattr(self, key) < 1:
                 raise UserError(f"{where}: {key} must be >= 1")
-        return config
 
     def selfgen_count(self, strategy: str) -> int:
         return int(self.selfgen_tests.get(strategy, self.selfgen_tests.get("default", 5)))
@@ -101,9 +90,23 @@ def parse_strategy_file(values: dict[str, Any] | None, where: str = "strategy co
     reward_values = values.pop("reward", None) or {}
     if not isinstance(reward_values, dict):
         raise UserError(f"{where}: reward must be a mapping")
-    config = StrategyConfig.from_mapping(values, where=where)
+    config = from_mapping(StrategyConfig, values, where)
     try:
         reward = RewardConfig(**reward_values)
     except (TypeError, UserError) as exc:
         raise UserError(f"{where}: reward: {exc}") from None
     return StrategyFile(config, reward, sections)
+
+
+def load_strategy_file(
+    path: str | None, *, budget: int | None = None, max_new_tokens: int | None = None
+) -> StrategyFile:
+    """A ``--config`` file (none: the defaults), with the command line's ``--budget``/``--max-new-tokens`` on top."""
+    from promis_repro.io import read_yaml_mapping
+
+    values = read_yaml_mapping(path, "strategy config")
+    if budget is not None:
+        values["max_generator_calls"] = budget
+    if max_new_tokens is not None:
+        values["max_new_tokens"] = max_new_tokens
+    return parse_strategy_file(values, where=path or "strategy config")

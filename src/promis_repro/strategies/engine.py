@@ -14,10 +14,8 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
-
-import numpy as np
 
 from promis_repro.generation.base import ChatPrompt, Completion, DecodingSettings
 
@@ -108,10 +106,6 @@ def derive_seed(*parts: object) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
-def task_rng(seed: int, task_id: str, label: str = "") -> np.random.Generator:
-    return np.random.default_rng(derive_seed(seed, task_id, label))
-
-
 ModelCall = Callable[[str, list[ChatPrompt], DecodingSettings], list[Completion]]
 BarrierResolver = Callable[[str, dict[Any, Any]], dict[Any, Any]]
 
@@ -170,9 +164,3 @@ def drive(
         for key in payloads:
             advance(key, replies.get(key))
     return results
-
-
-def settings_for(base: DecodingSettings, seed: int, task_id: str, call_index: int) -> DecodingSettings:
-    """Per-call sampling seed: tasks at the same call index share settings, so they batch together."""
-    del task_id  # per-row seeds already mix in the prompt text (generation.hf.row_seed)
-    return replace(base, seed=derive_seed(seed, call_index))

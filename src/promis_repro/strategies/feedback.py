@@ -23,8 +23,8 @@ from typing import Any
 from promis_repro.data.task import AssertTests, CallTests, StdioTests, Task, Tests
 from promis_repro.errors import UserError
 from promis_repro.evaluation.evaluator import evaluate_program, reference_test_count
+from promis_repro.grid import FEEDBACK_MODES, LEAKY_FEEDBACK
 
-FEEDBACK_MODES = ("visible", "selfgen", "oracle")
 FEEDBACK_CHARS = 1200
 SELFGEN_TEMPLATE = (
     "Write {n} different test cases for the Python function {function} described below, as assert "
@@ -92,7 +92,7 @@ class FeedbackSuite:
         if isinstance(tests, AssertTests) and tests.call and task.reference_solution is not None:
             tests = reference_test_count(task, tests)
         self.tests = tests if _has_tests(tests) else None
-        self.leaky = mode == "oracle"
+        self.leaky = mode == LEAKY_FEEDBACK
 
     @property
     def n_tests(self) -> int:

@@ -28,6 +28,7 @@ import numpy as np
 
 from promis_repro.data.task import AssertTests, Task
 from promis_repro.embedding import embed
+from promis_repro.grid import HUMANEVAL_FAMILY
 from promis_repro.strategies.wordnet import load_tagger, load_wordnet, wordnet_pos
 
 WORD = re.compile(r"[A-Za-z]+")
@@ -56,7 +57,7 @@ def task_identifiers(task: Task) -> set[str]:
     sources = [task.starter_code]
     if isinstance(task.visible_tests, AssertTests):
         sources.extend(task.visible_tests.asserts)
-    if task.benchmark in ("humaneval", "humanevalplus"):
+    if task.benchmark in HUMANEVAL_FAMILY:
         sources.append(task.prompt)
     names = {task.entry_point} if task.entry_point else set()
     for source in sources:

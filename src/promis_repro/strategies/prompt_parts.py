@@ -15,9 +15,8 @@ import warnings
 from dataclasses import dataclass
 
 from promis_repro.data.task import Task
+from promis_repro.grid import HUMANEVAL_FAMILY, MBPP_FAMILY
 
-MBPP_FAMILY = ("mbpp", "mbpp_sanitized", "mbppplus")
-HUMANEVAL_FAMILY = ("humaneval", "humanevalplus")
 _APPS_SECTION = re.compile(r"^\s*(-{3,}\s*(input|examples?)\s*-{3,}|input:?\s*$)", re.IGNORECASE | re.MULTILINE)
 
 

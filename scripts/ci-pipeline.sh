@@ -3,7 +3,7 @@
 #   1. the tiny config end to end with -c2, then a second invocation that must do nothing, then
 #      `snakemake --report` with every table and figure;
 #   2. a run killed midway (SIGKILL) and rerun: same metrics, no corrupt file;
-#   3. one full cell through a real one-node SLURM cluster (tools/slurm-cluster.sh), stopped by PID.
+#   3. one full cell through a real one-node SLURM cluster (scripts/slurm-cluster.sh), stopped by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SNAKEMAKE=.venv/bin/snakemake
@@ -24,7 +24,7 @@ log "second invocation: nothing to be done"
 $SNAKEMAKE "${TINY[@]}" --report results/tiny/report.html
 .venv/bin/python - <<'PY'
 # every table and figure the rules name is in the report, with its caption
-from promis_repro.analysis.tree import FIGURES, table_names
+from promis_repro.grid import FIGURES, table_names
 page = open("results/tiny/report.html", encoding="utf-8").read()
 names = [f"{t}.html" for t in table_names(["mbppplus", "humanevalplus", "apps"], ["visible"])]
 names += [f"{f}.png" for f in FIGURES] + ["comparisons.csv", "cells.csv", "provenance.html", "decontamination"]
@@ -81,8 +81,8 @@ PY
 unset PROMIS_REPRO_CACHE
 
 log "one cell through SLURM"
-tools/slurm-cluster.sh start
-trap 'tools/slurm-cluster.sh stop' EXIT
+scripts/slurm-cluster.sh start
+trap 'scripts/slurm-cluster.sh stop' EXIT
 rm -rf results/slurm-ci
 timeout -s INT -k 30 900 $SNAKEMAKE --profile profiles/slurm-ci --configfile config/slurm-ci.yaml --config "data_dir=$DATA_DIR" 2>&1 | tee results/slurm-ci.log
 test -s results/slurm-ci/aggregate/cells.csv

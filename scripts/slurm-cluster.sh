@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A real one-node SLURM cluster for CI and local tests (Debian slurm-wlm + munge, no accounting,
 # one fake GPU through gres). Facts behind the settings: ../shared/notes/local-slurm-cluster.md.
-#   tools/slurm-cluster.sh start   # installs the packages if missing, starts munged, slurmctld, slurmd
-#   tools/slurm-cluster.sh stop    # stops them by PID
+#   scripts/slurm-cluster.sh start   # installs the packages if missing, starts munged, slurmctld, slurmd
+#   scripts/slurm-cluster.sh stop    # stops them by PID
 # State lives in $SLURM_BASE (default /tmp/promis-slurm). Needs root.
 set -euo pipefail
 BASE=${SLURM_BASE:-/tmp/promis-slurm}

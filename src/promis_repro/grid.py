@@ -1,0 +1,151 @@
+"""The grid's vocabulary, defined once: benchmarks, strategies, agents, feedback modes and result paths.
+
+Every other place that names these (the Snakemake rules through ``rules/common.smk``, the command
+line, the config schema check, the results-tree readers in ``analysis``) imports them from here.
+This module imports nothing from the rest of the library, so the rules can load it cheaply.
+
+A *cell* is one generator x benchmark x strategy x feedback variant x seed; its files live in
+``{results}/{model}/{benchmark}/{strategy}{variant}/seed{seed}/`` (``CELL_TEMPLATE``), where the
+variant is ``""`` for the configured feedback mode and ``"-oracle"`` for the leaky oracle twin.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: benchmark names (``data.registry`` maps each to its loader)
+BENCHMARKS = ("mbpp", "mbpp_sanitized", "mbppplus", "humaneval", "humanevalplus", "apps")
+
+#: strategy names in the order the paper's tables list them, then our additions
+STRATEGIES = (
+    "direct",
+    "ga_only",
+    "rewrite_only",
+    "random_hybrid",
+    "epic",
+    "reflexion",
+    "ppo",
+    "lpo",
+    "self_correct",
+    "rl_rewriter",
+)
+
+#: benchmarks that share a prompt format: MBPP's description and shown assert; HumanEval's signature and docstring
+MBPP_FAMILY = ("mbpp", "mbpp_sanitized", "mbppplus")
+HUMANEVAL_FAMILY = ("humaneval", "humanevalplus")
+
+#: the strategy every other is compared with, paired by task (the paper's method)
+REFERENCE_STRATEGY = "ppo"
+
+#: what ``promis-repro train --agent`` trains; each is also the strategy that uses its output
+AGENTS = ("ppo", "lpo", "rl_rewriter")
+
+#: test-time feedback modes (``strategies.feedback``); oracle is the leaky one
+FEEDBACK_MODES = ("visible", "selfgen", "oracle")
+LEAKY_FEEDBACK = "oracle"
+#: directory suffix of the leaky oracle twin of a cell
+ORACLE_VARIANT = "-oracle"
+
+#: the paper's numbering of the hybrid action space
+ACTION_NAMES = {0: "direct", 1: "mutate", 2: "rewrite"}
+
+#: the paper's generators in its order; other models follow alphabetically
+MODEL_ORDER = ("codet5p-770m-py", "codellama-7b-instruct", "deepseek-coder-6.7b-instruct")
+
+#: how tables and figures name benchmarks and strategies
+BENCHMARK_LABELS = {"mbppplus": "MBPP+", "humanevalplus": "HumanEval+", "apps": "APPS"}
+STRATEGY_LABELS = {
+    "direct": "Direct (action 0)",
+    "ga_only": "GA only (action 1)",
+    "rewrite_only": "Rewrite only (action 2)",
+    "random_hybrid": "Random hybrid (10 steps)",
+    "epic": "EPiC",
+    "reflexion": "Reflexion",
+    "ppo": "PPO agent (PROMIS)",
+    "lpo": "LPO",
+    "self_correct": "Self-correct",
+    "rl_rewriter": "RL rewriter (GRPO)",
+}
+
+#: one cell's directory under the results root, and one trained agent's
+CELL_TEMPLATE = "{model}/{benchmark}/{strategy}{variant}/seed{seed}"
+AGENT_TEMPLATE = "agents/{agent}/{model}/seed{seed}"
+
+#: top-level directories of a results tree that are not models
+NOT_MODELS = ("agents", "aggregate", "stats", "tables", "figures", "report", "data", "logs", "models", "config")
+
+
+def _alternatives(names: tuple[str, ...] | list[str]) -> str:
+    return "|".join(sorted(names, key=len, reverse=True))
+
+
+#: the regular expression of every wildcard of the rules (set once, globally, in ``rules/common.smk``)
+WILDCARD_CONSTRAINTS = {
+    "model": r"[^/]+",
+    "benchmark": _alternatives(BENCHMARKS),
+    "strategy": _alternatives(STRATEGIES),
+    "variant": f"|{ORACLE_VARIANT}",
+    "agent": _alternatives(AGENTS),
+    "seed": r"\d+",
+}
+
+
+def variant_of(feedback: str) -> str:
+    """The directory suffix of a cell run under ``feedback``: only the oracle twin carries one."""
+    return ORACLE_VARIANT if feedback == LEAKY_FEEDBACK else ""
+
+
+def feedback_variants(feedback: str, oracle_variant: bool) -> list[tuple[str, str]]:
+    """(feedback mode, directory suffix) of every variant of a cell: the configured mode, then the oracle twin."""
+    return [(feedback, "")] + ([(LEAKY_FEEDBACK, ORACLE_VARIANT)] if oracle_variant else [])
+
+
+def cell_path(model: str, benchmark: str, strategy: str, seed: int | str, variant: str = "") -> str:
+    """A cell's directory relative to the results root."""
+    return CELL_TEMPLATE.format(model=model, benchmark=benchmark, strategy=strategy, variant=variant, seed=seed)
+
+
+def agent_path(agent: str, model: str, seed: int | str) -> str:
+    """A trained agent's directory relative to the results root."""
+    return AGENT_TEMPLATE.format(agent=agent, model=model, seed=seed)
+
+
+def cell_dir(
+    results: str | os.PathLike[str], model: str, benchmark: str, strategy: str, seed: int | str, variant: str = ""
+) -> Path:
+    return Path(results) / cell_path(model, benchmark, strategy, seed, variant)
+
+
+def cell_glob() -> str:
+    """``CELL_TEMPLATE`` as a glob over every cell of a results tree."""
+    return CELL_TEMPLATE.format(model="*", benchmark="*", strategy="*", variant="", seed="*")
+
+
+def base_strategy(name: str) -> str:
+    """A cell directory's strategy without its variant suffix (``ppo-oracle`` -> ``ppo``)."""
+    return name.removesuffix(ORACLE_VARIANT)
+
+
+def strategy_rank(name: str) -> tuple[int, str]:
+    """Sort key: the paper's order; oracle twins after their visible twin; unknown names last."""
+    base = base_strategy(name)
+    index = STRATEGIES.index(base) if base in STRATEGIES else len(STRATEGIES)
+    return (2 * index + (base != name), name)
+
+
+def model_rank(name: str) -> tuple[int, str]:
+    return (MODEL_ORDER.index(name) if name in MODEL_ORDER else len(MODEL_ORDER), name)
+
+
+def table_names(benchmarks: list[str] | tuple[str, ...], feedback_modes: list[str] | tuple[str, ...]) -> list[str]:
+    """The tables stage's outputs for a grid, ``tables/{name}.{md,tex,csv,html}`` (named before they exist)."""
+    modes = sorted(set(feedback_modes))
+    names = [f"{benchmark}_{feedback}" for benchmark in benchmarks for feedback in modes]
+    if "apps" in benchmarks:
+        names += [f"apps_difficulty_{feedback}" for feedback in modes]
+    return [*names, "paper_vs_reproduced"]
+
+
+#: the figures stage's outputs, ``figures/{name}.png`` and ``.pdf``
+FIGURES = ("bars", "ppo_learning", "actions_by_step", "cost_vs_pass", "apps_difficulty", "softpass_distribution")

@@ -1,0 +1,100 @@
+"""Evaluate stage: score samples on a benchmark's hidden tests in the sandbox.
+
+``evaluate`` scores any samples file (``results.jsonl`` + ``summary.json``); ``evaluate_cell``
+scores a cell's final solutions once, after its strategy ran (``results.jsonl`` + ``metrics.json``,
+what the aggregate stage reads).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from promis_repro.errors import UserError
+from promis_repro.io import sha256_of, write_outputs
+from promis_repro.metrics import summarize
+from promis_repro.provenance import provenance
+
+
+def _score(
+    benchmark: str,
+    samples: Path,
+    data_dir: str | os.PathLike[str] | None,
+    workers: int,
+    import_header: str = "none",
+    progress: bool = False,
+) -> tuple[list[dict[str, Any]], list[Any], dict[str, str | None], dict[str, Any]]:
+    """Result rows, the benchmark's tasks, the data hashes (benchmark file, samples) and the active isolation."""
+    from promis_repro.evaluation.evaluator import evaluate_samples
+    from promis_repro.sandbox.runner import detect_isolation
+
+    rows, tasks = evaluate_samples(
+        benchmark, samples, data_dir=data_dir, workers=workers, import_header=import_header, progress=progress
+    )
+    hashes = {benchmark: tasks[0].source_hash if tasks else None, "samples": sha256_of(samples)}
+    return rows, tasks, hashes, detect_isolation().describe()
+
+
+def evaluate(
+    benchmark: str,
+    samples: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    workers: int = 2,
+    import_header: str = "none",
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """``results.jsonl`` (one row per sample, input order) and ``summary.json`` in ``out``.
+
+    ``quiet``: no progress bar.
+    """
+    rows, _, hashes, sandbox = _score(benchmark, Path(samples), data_dir, workers, import_header, not quiet)
+    config = {"command": "evaluate", "benchmark": benchmark, "import_header": import_header, "workers": workers}
+    summary: dict[str, Any] = {"benchmark": benchmark, **summarize(rows), "sandbox": sandbox}
+    summary["provenance"] = provenance(config=config, data_hashes=hashes, extra={"import_header": import_header})
+    out = write_outputs(out, {"results.jsonl": rows}, {"summary.json": summary})
+    print(
+        f"{benchmark}: {summary['n_samples']} samples over {summary['n_tasks']} tasks, "
+        f"pass@1 {summary['pass_at_1']:.4f}, softpass@1 {summary['soft_pass_at_1']:.4f} -> {out}"
+    )
+    return summary
+
+
+def evaluate_cell(
+    cell: str | os.PathLike[str], benchmark: str, data_dir: str | os.PathLike[str] | None, workers: int = 2
+) -> dict[str, Any]:
+    """A cell's ``results.jsonl`` (with APPS difficulty) and ``metrics.json`` (scores, cost, budget, provenance)."""
+    cell = Path(cell)
+    cost_path = cell / "cost.json"
+    if not cost_path.exists():
+        raise UserError(f"{cell}: no cost.json; run the strategy first")
+    cost = json.loads(cost_path.read_text())
+    rows, tasks, hashes, sandbox = _score(benchmark, cell / "samples.jsonl", data_dir, workers)
+    difficulty = {task.task_id: task.difficulty for task in tasks}
+    rows = [{**row, "difficulty": difficulty.get(row["task_id"])} for row in rows]  # APPS tables by difficulty
+    run = cost["provenance"]
+    metrics: dict[str, Any] = {
+        "model": run.get("config", {}).get("model"),
+        "benchmark": benchmark,
+        "strategy": cost["strategy"],
+        "seed": run.get("seed"),
+        "feedback": cost["feedback"],
+        "leaky": cost["leaky"],
+        **summarize(rows),
+        "cost": cost["mean_per_task"],
+        "budget": cost["budget"],
+        "reward": cost["reward"]["formula"],
+        "sandbox": sandbox,
+    }
+    metrics["provenance"] = provenance(
+        config={"command": "evaluate-cell", "cell": str(cell), "run": run.get("config_hash")},
+        data_hashes=hashes,
+        model=run.get("model"),
+        seed=run.get("seed"),
+    )
+    write_outputs(cell, {"results.jsonl": rows}, {"metrics.json": metrics})
+    print(f"{cell}: pass@1 {metrics['pass_at_1']:.4f}, softpass@1 {metrics['soft_pass_at_1']:.4f}")
+    return metrics

@@ -1,0 +1,152 @@
+"""Run stage: one strategy on one benchmark with one generator and seed -> the cell's samples, trajectories, cost.
+
+``samples.jsonl`` is in the evaluator's format (the evaluate stage scores it on the hidden tests),
+``trajectories.jsonl`` has one row per step, ``cost.json`` the calls, tokens and model seconds per
+task and in total, the budget, the reward formula, the feedback mode and provenance.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from promis_repro.errors import UserError
+from promis_repro.grid import LEAKY_FEEDBACK
+from promis_repro.io import atomic_write_json, atomic_write_jsonl
+from promis_repro.provenance import provenance
+from promis_repro.strategies.config import load_strategy_file
+
+
+def run(
+    *,
+    strategy: str,
+    model: str,
+    rewriter: str | None,
+    benchmark: str,
+    seed: int,
+    feedback: str,
+    out: str | os.PathLike[str],
+    limit: int | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    config_path: str | None = None,
+    budget: int | None = None,
+    max_new_tokens: int | None = None,
+    trained_dir: str | None = None,
+    batch_size: int = 32,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Write ``samples.jsonl``, ``trajectories.jsonl`` and ``cost.json`` into ``out``; returns the cost record.
+
+    ``config_path``: a strategy settings file; ``budget``/``max_new_tokens`` override it; ``trained_dir``:
+    what ``train`` wrote, for the strategies that need it; ``quiet``: no progress bar.
+    """
+    from promis_repro.agent.grpo import adapter_spec
+    from promis_repro.agent.trained import load_trained
+    from promis_repro.data.registry import load_benchmark
+    from promis_repro.generation.registry import get_model
+    from promis_repro.strategies.feedback import check_mode
+    from promis_repro.strategies.registry import get_strategy
+    from promis_repro.strategies.runner import Models, run_strategy
+
+    spec = get_strategy(strategy)
+    check_mode(feedback)
+    settings = load_strategy_file(config_path, budget=budget, max_new_tokens=max_new_tokens)
+    config, reward = settings.config, settings.reward
+    tasks = load_benchmark(benchmark, data_dir)[:limit]
+    if not tasks:
+        raise UserError(f"benchmark {benchmark} has no tasks to run (limit {limit})")
+    trained = load_trained(strategy, trained_dir) if spec.trained else None
+    if not spec.uses_rewriter:
+        rewriter = None  # recorded as unused
+    rewriter_spec = None
+    if spec.rewriter_adapter:
+        if rewriter is None:
+            raise UserError(f"strategy {strategy} needs the base rewriter model (--rewriter)")
+        rewriter_spec = adapter_spec(get_model(rewriter), trained_dir)
+    models = Models(model, rewriter, batch_size=batch_size, rewriter_spec=rewriter_spec)
+    started = time.perf_counter()
+    trajectories, suites = run_strategy(
+        strategy,
+        tasks,
+        models,
+        seed=seed,
+        feedback=feedback,
+        config=config,
+        reward=reward,
+        trained=trained,
+        progress=not quiet,
+    )
+    wall = time.perf_counter() - started
+    leaky = feedback == LEAKY_FEEDBACK
+    samples, steps, per_task = [], [], {}
+    for task, trajectory in zip(tasks, trajectories, strict=True):
+        samples.append(
+            {
+                "task_id": task.task_id,
+                "solution": trajectory.final_code,
+                "strategy": strategy,
+                "seed": seed,
+                "feedback": feedback,
+                "leaky": leaky,
+                "final_candidate": trajectory.final_step,
+                "feedback_fitness": trajectory.final_fitness,
+                "feedback_tests": suites[task.task_id].n_tests,
+            }
+        )
+        for step in trajectory.steps:
+            steps.append({**step, "seed": seed, "feedback_mode": feedback, "leaky": leaky})
+        per_task[task.task_id] = {**trajectory.ledger.as_dict(), "steps": len(trajectory.steps), **trajectory.info}
+    totals: dict[str, Any] = {"generator_calls": 0, "rewriter_calls": 0, "tokens": 0, "model_seconds": 0.0}
+    for entry in per_task.values():
+        totals["generator_calls"] += entry["generator_calls"]
+        totals["rewriter_calls"] += entry["rewriter_calls"]
+        totals["tokens"] += entry["tokens"]
+        totals["model_seconds"] += sum(entry["model_seconds"].values())
+    run_config = {
+        "command": "run",
+        "strategy": strategy,
+        "model": model,
+        "rewriter": rewriter,
+        "benchmark": benchmark,
+        "seed": seed,
+        "feedback": feedback,
+        "limit": limit,
+        "strategy_config": config.as_dict(),
+        "reward": reward.as_dict(),
+        **({"options": {"trained": str(trained_dir)}} if trained_dir else {}),
+    }
+    model_ids = {"generator": models.generator.model_id}
+    if models.rewriter is not None:
+        model_ids["rewriter"] = models.rewriter.model_id
+    cost = {
+        "strategy": strategy,
+        "benchmark": benchmark,
+        "feedback": feedback,
+        "leaky": leaky,
+        "n_tasks": len(tasks),
+        "budget": {"generator_calls": config.max_generator_calls, "rewriter_calls": config.max_rewriter_calls},
+        "reward": reward.as_dict(),
+        "totals": totals,
+        "mean_per_task": {k: v / len(tasks) for k, v in totals.items()},
+        "wall_seconds": round(wall, 3),
+        "per_task": per_task,
+        "provenance": provenance(
+            config=run_config, data_hashes={benchmark: tasks[0].source_hash}, model=model_ids, seed=seed
+        ),
+    }
+    out = Path(out)
+    # samples.jsonl marks a complete run: drop an old one first, so a crash below never pairs it with new files
+    (out / "samples.jsonl").unlink(missing_ok=True)
+    atomic_write_jsonl(out / "trajectories.jsonl", steps)
+    atomic_write_json(out / "cost.json", cost)
+    # samples last: its presence marks a complete run
+    atomic_write_jsonl(out / "samples.jsonl", samples)
+    totals_line = f"{totals['generator_calls']} generator + {totals['rewriter_calls']} rewriter calls"
+    leaky_note = " (oracle feedback: LEAKY)" if leaky else ""
+    print(
+        f"{strategy} / {model} on {benchmark}, seed {seed}, feedback {feedback}{leaky_note}: "
+        f"{len(tasks)} tasks, {totals_line} -> {out}"
+    )
+    return cost
