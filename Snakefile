@@ -42,3 +42,4 @@ rule all:
         rules.tables.output,
         rules.figures.output,
         rules.provenance.output,
+        rules.leakage_audit.output,

@@ -12,6 +12,8 @@ rule aggregate:
         ),
         per_seed=f"{RESULTS}/aggregate/per_seed.csv",
         per_task=f"{RESULTS}/aggregate/per_task.csv",
+        budget_curve=f"{RESULTS}/aggregate/budget_curve.csv",
+        per_task_budget=f"{RESULTS}/aggregate/per_task_budget.csv",
         json=f"{RESULTS}/aggregate/cells.json",
     log:
         f"{RESULTS}/logs/aggregate.log",

@@ -47,9 +47,7 @@ def log_file(stage, template):
 
 def feedback_variants():
     """(feedback mode, directory suffix) of every cell variant: the configured mode, then the oracle twin."""
-    return grid.feedback_variants(
-        config["feedback"], config.get("oracle_variant", False)
-    )
+    return grid.feedback_variants(config["feedback"], config["oracle_variant"])
 
 
 def feedback_modes():
@@ -91,6 +89,8 @@ def cell_feedback(wildcards):
 def cell_inputs(wildcards):
     inputs = {
         "strategy_config": f"{RESULTS}/config/strategy.yaml",
+        # the guard's training side: a cell never runs on a task the agents trained or were selected on
+        "pools": f"{RESULTS}/data/decontamination.json",
         "generator": model_record(wildcards.model),
         "rewriter": model_record(config["rewriter"]),
     }

@@ -18,9 +18,10 @@ rule data_split:
         **cpu_resources(),
     params:
         data_dir=DATA_DIR_ARG,
+        benchmarks=" ".join(config["benchmarks"]),
         out=lambda wildcards, output: os.path.dirname(output.train),
     shell:
-        "promis-repro data split {params.data_dir} --out {params.out} > {log} 2>&1"
+        "promis-repro data split {params.data_dir} --benchmarks {params.benchmarks} --out {params.out} > {log} 2>&1"
 
 
 rule strategy_config:

@@ -7,7 +7,7 @@ PAPER_RESULTS = workflow.source_path("../config/paper_results.yaml")
 rule stats:
     input:
         per_task=rules.aggregate.output.per_task,
-        per_seed=rules.aggregate.output.per_seed,
+        per_task_budget=rules.aggregate.output.per_task_budget,
     output:
         csv=report(
             f"{RESULTS}/stats/comparisons.csv",
@@ -15,6 +15,7 @@ rule stats:
             category="Significance tests",
         ),
         json=f"{RESULTS}/stats/comparisons.json",
+        at_budget=f"{RESULTS}/stats/comparisons_at_budget.csv",
     log:
         f"{RESULTS}/logs/stats.log",
     conda:
@@ -39,7 +40,11 @@ rule tables:
                 category="Tables",
                 labels={"table": name},
             )
-            for name in grid.table_names(config["benchmarks"], feedback_modes())
+            for name in grid.table_names(
+                config["benchmarks"],
+                feedback_modes(),
+                bool(config["compare_with"]),
+            )
         },
         index=f"{RESULTS}/tables/index.json",
     log:
@@ -48,8 +53,15 @@ rule tables:
         "../envs/promis-repro.yaml"
     resources:
         **cpu_resources(),
+    params:
+        # another tree (the other protocol), read when it has been run: not an input, so it never forces a run
+        compare=(
+            f"--compare-with {config['compare_with']}"
+            if config["compare_with"]
+            else ""
+        ),
     shell:
-        f"promis-repro tables --results {RESULTS} --paper {{input.paper}} > {{log}} 2>&1"
+        f"promis-repro tables --results {RESULTS} --paper {{input.paper}} {{params.compare}} > {{log}} 2>&1"
 
 
 rule figures:
@@ -57,6 +69,7 @@ rule figures:
         cells=rules.aggregate.output.cells,
         per_seed=rules.aggregate.output.per_seed,
         per_task=rules.aggregate.output.per_task,
+        budget_curve=rules.aggregate.output.budget_curve,
         agents=all_agents(),
     output:
         **{
@@ -98,3 +111,28 @@ rule provenance:
         **cpu_resources(),
     shell:
         f"promis-repro provenance --results {RESULTS} > {{log}} 2>&1"
+
+
+rule leakage_audit:
+    input:
+        per_task=rules.aggregate.output.per_task,
+        agents=all_agents(),
+        pools=rules.data_split.output.report,
+    output:
+        html=report(
+            f"{RESULTS}/tables/{grid.LEAKAGE_AUDIT}.html",
+            caption="../workflow/report/leakage_audit.rst",
+            category="Tables",
+            labels={"table": grid.LEAKAGE_AUDIT},
+        ),
+        csv=f"{RESULTS}/tables/{grid.LEAKAGE_AUDIT}.csv",
+    log:
+        f"{RESULTS}/logs/leakage_audit.log",
+    conda:
+        "../envs/promis-repro.yaml"
+    resources:
+        **cpu_resources(),
+    params:
+        data_dir=DATA_DIR_ARG,
+    shell:
+        f"promis-repro audit --results {RESULTS} {{params.data_dir}} > {{log}} 2>&1"

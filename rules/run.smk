@@ -21,8 +21,10 @@ rule run_cell:
         trained=trained_arg,
         limit=limit_arg(),
         out=lambda wildcards, output: os.path.dirname(output.samples),
+        pools=lambda wildcards, input: os.path.dirname(input.pools),
+        protocol=config["protocol"],
     shell:
         "promis-repro run --strategy {wildcards.strategy} --model {wildcards.model} --rewriter {params.rewriter} "
         "--benchmark {wildcards.benchmark} --seed {wildcards.seed} --feedback {params.feedback} "
-        "--out {params.out} --config {input.strategy_config} {params.trained} {params.limit} {params.data_dir} "
-        "--quiet > {log} 2>&1"
+        "--out {params.out} --pools {params.pools} --config {input.strategy_config} {params.trained} {params.limit} {params.data_dir} "
+        "--protocol {params.protocol} --quiet > {log} 2>&1"

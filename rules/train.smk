@@ -22,9 +22,13 @@ rule train_agent:
         rewriter=config["rewriter"],
         out=lambda wildcards, output: os.path.dirname(output[0]),
         timesteps=lambda wildcards: timesteps_arg(wildcards.agent),
+        train_feedback=config["train"]["feedback"],
+        benchmarks=" ".join(config["benchmarks"]),
+        protocol=config["protocol"],
         limits=f"{limit_arg('limit', config['train'])} {limit_arg('selection_limit', config['train'])}",
     shell:
         "promis-repro train --agent {wildcards.agent} --model {wildcards.model} --rewriter {params.rewriter} "
         "--seed {wildcards.seed} --out {params.out} --pools {params.pools} --config {input.strategy_config} "
-        "{params.timesteps} {params.limits} {params.data_dir} "
+        "{params.timesteps} {params.limits} --train-feedback {params.train_feedback} "
+        "--eval-benchmarks {params.benchmarks} --protocol {params.protocol} {params.data_dir} "
         "> {log} 2>&1"

@@ -24,14 +24,28 @@ log "second invocation: nothing to be done"
 $SNAKEMAKE "${TINY[@]}" --report results/tiny/report.html
 .venv/bin/python - <<'PY'
 # every table and figure the rules name is in the report, with its caption
-from promis_repro.grid import FIGURES, table_names
+import yaml
+from promis_repro.grid import FIGURES, LEAKAGE_AUDIT, table_names
 page = open("results/tiny/report.html", encoding="utf-8").read()
-names = [f"{t}.html" for t in table_names(["mbppplus", "humanevalplus", "apps"], ["visible"])]
+tiny = yaml.safe_load(open("config/tiny.yaml"))
+names = [f"{t}.html" for t in table_names(tiny["benchmarks"], ["visible"])] + [f"{LEAKAGE_AUDIT}.html"]
 names += [f"{f}.png" for f in FIGURES] + ["comparisons.csv", "cells.csv", "provenance.html", "decontamination"]
 missing = [name for name in names if name not in page]
 assert not missing, f"not in results/tiny/report.html: {missing}"
-assert "Holm-Bonferroni" in page and "paired BCa bootstrap" in page, "report captions missing"
+assert "Holm-Bonferroni" in page and "hierarchical bootstrap" in page, "report captions missing"
 print(f"report: {len(names)} tables, figures and appendices with captions")
+# the MBPP cells ran on the test split only; every strategy had the same budget; the leakage audit is clean
+import csv, json, pathlib
+mbpp = list(pathlib.Path("results/tiny").glob("*/mbpp/*/seed*/results.jsonl"))
+ids = {int(json.loads(line)["task_id"]) for path in mbpp for line in path.read_text().splitlines()}
+assert mbpp and ids and all(11 <= i <= 510 for i in ids), ids
+cells = list(csv.DictReader(open("results/tiny/aggregate/cells.csv")))
+assert len({cell["budget"] for cell in cells}) == 1, "the strategies of the tiny grid had different budgets"
+curve = list(csv.DictReader(open("results/tiny/aggregate/budget_curve.csv")))
+assert {int(row["k"]) for row in curve} == {1, 2} and {row["strategy"] for row in curve} == set(tiny["strategies"])
+audit = list(csv.DictReader(open("results/tiny/tables/leakage_audit.csv")))
+assert audit and all(int(row[f"{kind}_matches"]) == 0 for row in audit for kind in ("id", "text", "embedding"))
+print(f"MBPP test split ids {sorted(ids)}; one budget; budget curves for {len(cells)} cells; leakage audit clean")
 PY
 
 log "kill midway and rerun (the tiny config's direct and ga_only cells on MBPP+, own empty cache)"
@@ -79,6 +93,24 @@ for path in pathlib.Path("results/tiny-killed").rglob("*.jsonl"):
 print("kill and rerun: same solutions and metrics, every JSON file complete")
 PY
 unset PROMIS_REPRO_CACHE
+
+log "the paper protocol (config/paper-protocol.yaml) on the tiny settings: direct and ppo on the MBPP test split"
+rm -rf results/tiny-paper
+PAPER=(--configfile config/tiny.yaml config/paper-protocol.yaml --config "data_dir=$DATA_DIR" results=results/tiny-paper
+       compare_with=results/tiny 'benchmarks=["mbpp"]' 'strategies=["direct","ppo"]')
+$SNAKEMAKE "${PAPER[@]}" -c2 --quiet rules
+.venv/bin/python - <<'PY'
+import json, pathlib
+table = pathlib.Path("results/tiny-paper/tables/mbpp_oracle.md").read_text()
+assert "PAPER PROTOCOL" in table and "LEAKY" in table, "the paper protocol's table is not labelled"
+import csv
+rows = list(csv.DictReader(open("results/tiny-paper/tables/protocol_comparison.csv")))
+assert rows and all(row["Pass@1 (ours)"] != "not run" for row in rows), rows
+training = json.loads(pathlib.Path("results/tiny-paper/agents/ppo/smollm2-135m-instruct/seed1/training.json").read_text())
+assert training["protocol"] == "paper" and training["train_feedback"] == "all"
+assert training["ppo_config"]["policy"] == "shared" and training["ppo_config"]["truncation_is_terminal"]
+print("paper protocol: labelled tables, side by side with ours, agent trained the public code's way")
+PY
 
 log "one cell through SLURM"
 scripts/slurm-cluster.sh start

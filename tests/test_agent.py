@@ -25,7 +25,6 @@ from promis_repro.rewards import RewardConfig
 from promis_repro.strategies import feedback as feedback_module
 from promis_repro.strategies.actions import Tools
 from promis_repro.strategies.config import StrategyConfig
-from promis_repro.strategies.feedback import fixed_suite
 from promis_repro.strategies.policy import TrainedPolicy
 from promis_repro.strategies.runner import run_strategy
 
@@ -85,18 +84,26 @@ class _StepScriptedPolicy:
         return np.array(self.actions[round(float(observation[3]) * 10)]), None
 
 
-@pytest.mark.parametrize("embeddings", [False, True])
-def test_training_and_test_observations_are_identical_on_the_same_inputs(data_dir, embeddings):
+@pytest.mark.parametrize(("embeddings", "kind"), [(False, "visible"), (True, "visible"), (False, "position")])
+def test_training_and_test_observations_are_identical_on_the_same_inputs(data_dir, embeddings, kind):
     tasks = load_pool("train_pool", data_dir)[:3]
     actions = [2, 0, 2]  # rewrite and direct generation: no mutation randomness, so both sides see the same prompts
     models = FakeModels(["def f():\n    return 0"])  # never passes: every step runs
     tools = _tools(models, max_steps=len(actions))
-    # training side: the environment, given the visible feedback a test-time run gets, on task 1 of 3
-    env = PromptEnv(tasks, tools, models.call, suite_for=lambda t: fixed_suite(t, "visible"), embeddings=embeddings)
+    # training side: the environment under test-time conditions (visible feedback, every task showing its test)
+    env = PromptEnv(
+        tasks,
+        tools,
+        models.call,
+        train_feedback="visible",
+        no_visible_fraction=0.0,
+        embeddings=embeddings,
+        observation=kind,
+    )
     training = [env.reset(options={"task_index": 1})[0]]
     for action in actions[:-1]:
         training.append(env.step(action)[0])
-    # test side: the ppo strategy's episodes on the same three tasks
+    # test side: the ppo strategy's episodes on the same three tasks, task 1 at the same position
     policy = _StepScriptedPolicy(actions)
     run_strategy(
         "ppo",
@@ -105,11 +112,15 @@ def test_training_and_test_observations_are_identical_on_the_same_inputs(data_di
         seed=0,
         feedback="visible",
         config=tools.config,
-        trained=TrainedPolicy(policy, embeddings),
+        trained=TrainedPolicy(policy, embeddings, kind),
         progress=False,
     )
-    testing = [o for o in policy.seen if o[4] == np.float32(1 / 3)]  # the position feature picks task 1
-    assert len(testing) == len(actions) and len(policy.seen) == len(actions) * len(tasks)
+    assert len(policy.seen) == len(actions) * len(tasks)
+    # every task takes the same action at each step, so the episodes advance in lockstep, in task order
+    testing = policy.seen[1 :: len(tasks)]
+    assert [round(float(o[3]) * 10) for o in testing] == list(range(len(actions)))
+    if kind == "position":
+        assert all(o[4] == np.float32(1 / 3) for o in testing)
     for step, (train_obs, test_obs) in enumerate(zip(training, testing, strict=True)):
         assert train_obs.dtype == test_obs.dtype == np.float32
         np.testing.assert_array_equal(train_obs, test_obs, err_msg=f"step {step}")

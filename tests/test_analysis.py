@@ -62,8 +62,10 @@ def test_a_planted_difference_is_found(tmp_path):
     comparisons = _analyse(tmp_path).set_index("strategy")
     direct = comparisons.loc["direct"]
     assert direct.pass_diff == pytest.approx(0.55, abs=0.1)
-    assert direct.pass_ci_low > 0.4 and direct.pass_ci_high < 0.8
+    # the hierarchical interval carries the seeds' variance besides the tasks'
+    assert 0.3 < direct.pass_ci_low < 0.55 < direct.pass_ci_high < 0.8
     assert direct.soft_ci_low > 0
+    assert direct.significant_pass and direct.significant_soft and direct.p_pass_holm < 0.01
     assert direct.significant_mcnemar and direct.significant_wilcoxon
     assert direct.p_mcnemar_holm < 1e-6
     assert direct.seed_ci_low > 0 and direct.seeds_paired == 3
@@ -72,6 +74,7 @@ def test_a_planted_difference_is_found(tmp_path):
 def test_a_null_difference_is_not_found(tmp_path):
     planted_tree(tmp_path)
     ga_only = _analyse(tmp_path).set_index("strategy").loc["ga_only"]
+    assert not ga_only.significant_pass and not ga_only.significant_soft
     assert not ga_only.significant_mcnemar and not ga_only.significant_wilcoxon
     assert ga_only.pass_ci_low < 0 < ga_only.pass_ci_high
     assert ga_only.p_mcnemar_holm > 0.05
@@ -81,7 +84,7 @@ def test_a_null_difference_is_not_found(tmp_path):
 def test_false_positive_rate_under_the_null_is_near_alpha():
     # 40 replicates of 60 tasks x 3 seeds where both sides share every task's solve rate
     rng = np.random.default_rng(0)
-    hits = {"p_mcnemar": 0, "p_wilcoxon": 0}
+    hits = {"p_mcnemar": 0, "p_wilcoxon": 0, "p_pass": 0, "p_soft": 0}
     for _ in range(40):
         rates = rng.uniform(0.3, 1.0, 60)
         sides = []
@@ -96,7 +99,22 @@ def test_false_positive_rate_under_the_null_is_near_alpha():
         result = compare_pair(sides[0], sides[1], seeds[0], seeds[1], n_resamples=200)
         for key in hits:
             hits[key] += result[key] < 0.05
-    assert hits["p_mcnemar"] <= 5 and hits["p_wilcoxon"] <= 5, hits
+    assert all(count <= 5 for count in hits.values()), hits
+
+
+def test_hierarchical_bootstrap_carries_the_variance_across_seeds():
+    from promis_repro.analysis.bootstrap import hierarchical_bootstrap
+
+    rng = np.random.default_rng(3)
+    tasks = (rng.random(200) < 0.5).astype(float)
+    steady = np.tile(tasks, (4, 1))  # every seed's agent solves the same tasks
+    erratic = np.vstack([np.ones((2, 200)), np.zeros((2, 200))])  # two agents solve everything, two nothing
+    wide = hierarchical_bootstrap(erratic, seed=1, n_resamples=2000)
+    narrow = hierarchical_bootstrap(steady, seed=1, n_resamples=2000)
+    assert wide.high - wide.low > 2 * (narrow.high - narrow.low)
+    # a paper's number inside the interval is no significant difference; far outside it is
+    assert hierarchical_bootstrap(steady, offset=narrow.estimate, seed=2, n_resamples=2000).p_value > 0.5
+    assert hierarchical_bootstrap(steady, offset=narrow.estimate + 0.3, seed=2, n_resamples=2000).p_value < 0.01
 
 
 def test_mcnemar_is_the_exact_binomial_test_on_discordant_tasks():

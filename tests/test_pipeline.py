@@ -49,12 +49,14 @@ def test_dry_run_of_the_paper_grid_lists_every_cell():
     done = _snakemake("-n")
     assert done.returncode == 0, done.stderr[-3000:]
     counts = _job_counts(done.stdout + done.stderr)
-    assert counts["evaluate_cell"] == 3 * 3 * 10 * 5
-    assert counts["run_cell"] == 3 * 3 * 10 * 5
+    # 3 generators x 4 benchmarks (the MBPP test split, MBPP+, HumanEval+, APPS) x 12 strategies x 5 seeds
+    assert counts["evaluate_cell"] == 3 * 4 * 12 * 5
+    assert counts["run_cell"] == 3 * 4 * 12 * 5
     assert counts["train_agent"] == 3 * 3 * 5  # ppo, lpo, rl_rewriter per generator and seed
-    for stage in ("aggregate", "stats", "tables", "figures", "provenance"):
+    for stage in ("aggregate", "stats", "tables", "figures", "provenance", "leakage_audit"):
         assert counts[stage] == 1, stage
     text = done.stdout + done.stderr
+    assert "results/codellama-7b-instruct/mbpp/ppo/seed1/metrics.json" in text
     assert "results/codellama-7b-instruct/mbppplus/ppo/seed1/metrics.json" in text
     assert "results/agents/ppo/codellama-7b-instruct/seed5/training.json" in text
 
@@ -83,7 +85,7 @@ def test_oracle_variant_adds_labelled_cells(tmp_path):
     path.write_text(yaml.safe_dump(config))
     done = _snakemake("-n", "--configfile", str(path))
     assert done.returncode == 0, done.stderr[-3000:]
-    assert _job_counts(done.stdout + done.stderr)["evaluate_cell"] == 2 * 60
+    assert _job_counts(done.stdout + done.stderr)["evaluate_cell"] == 2 * 4 * 12 * 2
     assert "--feedback oracle" in done.stdout + done.stderr or "direct-oracle/seed1" in done.stdout + done.stderr
     for table in ("mbppplus_oracle", "apps_difficulty_oracle", "mbppplus_visible"):
         assert f"tables/{table}.html" in done.stdout + done.stderr, table

@@ -42,7 +42,7 @@ def test_counts_add_up_and_every_removal_is_explained(split_dir):
     assert counts["train_pool"] <= 374 - 108 and counts["selection_pool"] <= 90 - 39
     assert report["threshold"] == 0.9 and report["embedder"] == "all-minilm-l6-v2"
     for removed in report["removed"]:
-        assert removed["reasons"] and removed["nearest"]["benchmark"] in {"mbppplus", "humanevalplus", "apps"}
+        assert removed["reasons"] and removed["nearest"]["benchmark"] in {"mbpp", "mbppplus", "humanevalplus", "apps"}
         if removed["reasons"] == ["embedding"]:
             assert removed["nearest"]["similarity"] >= 0.9
     assert report["provenance"]["data_hashes"]["mbpp"].startswith("ccf64cea")

@@ -393,7 +393,7 @@ def test_epic_breeds_survivor_and_mutants_until_the_budget(data_dir):
         for step in steps[5:9]:
             assert step["parent_step"] in generation_1 and step["survivor_step"] in generation_1
         assert steps[9]["parent_step"] in generation_2 and steps[9]["survivor_step"] in generation_2
-        assert trajectory.info == {"accepted": None, "generations": 3, "budget_exhausted": True}
+        assert trajectory.info == {"accepted": None, "generations": 3, "budget_exhausted": True, "stop": "budget spent"}
         assert steps[-1]["generator_calls"] == 10
 
 

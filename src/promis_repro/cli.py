@@ -10,12 +10,13 @@ import argparse
 import importlib
 import inspect
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from promis_repro.errors import UserError
-from promis_repro.grid import AGENTS, BENCHMARKS, FEEDBACK_MODES, REFERENCE_STRATEGY, STRATEGIES
+from promis_repro.grid import AGENTS, BENCHMARKS, FEEDBACK_MODES, PROTOCOLS, REFERENCE_STRATEGY, STRATEGIES
 
 log = logging.getLogger("promis_repro")
 
@@ -68,6 +69,7 @@ def _add_strategy_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", type=int, default=None, help="generator calls per task (default 10)")
     parser.add_argument("--max-new-tokens", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--protocol", default="ours", choices=PROTOCOLS, help="the label of the run's protocol")
 
 
 def _add_strategy_commands(sub: argparse._SubParsersAction) -> None:
@@ -81,6 +83,7 @@ def _add_strategy_commands(sub: argparse._SubParsersAction) -> None:
         default=None,
         help=f"output directory of promis-repro train ({', '.join(AGENTS)})",
     )
+    run.add_argument("--pools", default=None, help="output directory of promis-repro data split (the guard's pools)")
     run.add_argument("--quiet", action="store_true")
     _add_strategy_options(run)
     run.set_defaults(stage="run:run")
@@ -90,6 +93,15 @@ def _add_strategy_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--pools", default=None, help="output directory of promis-repro data split")
     train.add_argument("--selection-limit", type=int, default=None, help="first N selection-pool tasks")
     train.add_argument("--timesteps", type=int, default=None, help="ppo: total timesteps; rl_rewriter: GRPO steps")
+    train.add_argument(
+        "--train-feedback",
+        default="visible",
+        choices=["visible", "all"],
+        help="visible: feedback from the visible test only, reward from the held-out tests (as at test time)",
+    )
+    train.add_argument(
+        "--eval-benchmarks", nargs="*", default=None, choices=BENCHMARKS, help="what the agent will be evaluated on"
+    )
     _add_strategy_options(train)
     train.set_defaults(stage="train:train")
 
@@ -110,11 +122,17 @@ def _add_analysis_commands(sub: argparse._SubParsersAction) -> None:
     tables = sub.add_parser("tables", help="the paper's tables as Markdown, LaTeX and CSV (tables/)")
     tables.add_argument("--results", default="results")
     tables.add_argument("--paper", default=None, help="the paper's numbers (config/paper_results.yaml)")
+    tables.add_argument("--compare-with", default=None, help="another results tree (the other protocol), side by side")
     tables.set_defaults(stage="report:tables")
 
     figures = sub.add_parser("figures", help="the figures as PNG and PDF (figures/)")
     figures.add_argument("--results", default="results")
     figures.set_defaults(stage="report:figures")
+
+    audit = sub.add_parser("audit", help="the leakage audit: agents' training tasks vs evaluated tasks (tables/)")
+    audit.add_argument("--results", default="results")
+    audit.add_argument("--data-dir", default=None)
+    audit.set_defaults(stage="report:audit")
 
     prov = sub.add_parser("provenance", help="the report's provenance appendix (report/provenance.html)")
     prov.add_argument("--results", default="results")
@@ -138,6 +156,9 @@ def _add_preparation_commands(sub: argparse._SubParsersAction) -> None:
         "--threshold", type=float, default=0.9, help="MiniLM cosine similarity that counts as a duplicate"
     )
     split.add_argument("--embedder", default="all-minilm-l6-v2", help="sentence embedder name or path")
+    split.add_argument(
+        "--benchmarks", nargs="*", default=None, choices=BENCHMARKS, help="also decontaminate against these"
+    )
     split.set_defaults(stage="data:split")
     references = data_sub.add_parser("references", help="write a benchmark's reference solutions as a samples file")
     references.add_argument("--benchmark", required=True, choices=BENCHMARKS)
@@ -169,6 +190,8 @@ def stage_arguments(function: Callable[..., Any], args: argparse.Namespace) -> d
 
 
 def main(argv: list[str] | None = None) -> int:
+    # the libraries' own bars (weights loading, downloads) are noise in a job's log; ours stay
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

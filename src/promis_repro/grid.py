@@ -20,6 +20,8 @@ BENCHMARKS = ("mbpp", "mbpp_sanitized", "mbppplus", "humaneval", "humanevalplus"
 #: strategy names in the order the paper's tables list them, then our additions
 STRATEGIES = (
     "direct",
+    "ga_once",
+    "rewrite_once",
     "ga_only",
     "rewrite_only",
     "random_hybrid",
@@ -47,6 +49,10 @@ LEAKY_FEEDBACK = "oracle"
 #: directory suffix of the leaky oracle twin of a cell
 ORACLE_VARIANT = "-oracle"
 
+#: the protocols a results tree is run under: ours (honest: held-out training, visible feedback, ...) and the
+#: paper's as a labelled ablation (config/paper-protocol.yaml; workflow_config checks what the label claims)
+PROTOCOLS = ("ours", "paper")
+
 #: the paper's numbering of the hybrid action space
 ACTION_NAMES = {0: "direct", 1: "mutate", 2: "rewrite"}
 
@@ -54,11 +60,13 @@ ACTION_NAMES = {0: "direct", 1: "mutate", 2: "rewrite"}
 MODEL_ORDER = ("codet5p-770m-py", "codellama-7b-instruct", "deepseek-coder-6.7b-instruct")
 
 #: how tables and figures name benchmarks and strategies
-BENCHMARK_LABELS = {"mbppplus": "MBPP+", "humanevalplus": "HumanEval+", "apps": "APPS"}
+BENCHMARK_LABELS = {"mbpp": "MBPP (test split)", "mbppplus": "MBPP+", "humanevalplus": "HumanEval+", "apps": "APPS"}
 STRATEGY_LABELS = {
     "direct": "Direct (action 0)",
-    "ga_only": "GA only (action 1)",
-    "rewrite_only": "Rewrite only (action 2)",
+    "ga_once": "Genetic mutation (action 1, once)",
+    "rewrite_once": "Semantic rewriting (action 2, once)",
+    "ga_only": "GA only (action 1, budget)",
+    "rewrite_only": "Rewrite only (action 2, budget)",
     "random_hybrid": "Random hybrid (10 steps)",
     "epic": "EPiC",
     "reflexion": "Reflexion",
@@ -89,6 +97,14 @@ WILDCARD_CONSTRAINTS = {
     "agent": _alternatives(AGENTS),
     "seed": r"\d+",
 }
+
+
+def check_protocol(protocol: str) -> str:
+    if protocol not in PROTOCOLS:
+        from promis_repro.errors import UserError
+
+        raise UserError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
+    return protocol
 
 
 def variant_of(feedback: str) -> str:
@@ -138,14 +154,31 @@ def model_rank(name: str) -> tuple[int, str]:
     return (MODEL_ORDER.index(name) if name in MODEL_ORDER else len(MODEL_ORDER), name)
 
 
-def table_names(benchmarks: list[str] | tuple[str, ...], feedback_modes: list[str] | tuple[str, ...]) -> list[str]:
+#: the tables stage's table of this tree's cells beside another tree's (the other protocol)
+PROTOCOL_COMPARISON = "protocol_comparison"
+
+
+def table_names(
+    benchmarks: list[str] | tuple[str, ...], feedback_modes: list[str] | tuple[str, ...], compare: bool = False
+) -> list[str]:
     """The tables stage's outputs for a grid, ``tables/{name}.{md,tex,csv,html}`` (named before they exist)."""
     modes = sorted(set(feedback_modes))
     names = [f"{benchmark}_{feedback}" for benchmark in benchmarks for feedback in modes]
     if "apps" in benchmarks:
         names += [f"apps_difficulty_{feedback}" for feedback in modes]
-    return [*names, "paper_vs_reproduced"]
+    return [*names, "paper_vs_reproduced", *([PROTOCOL_COMPARISON] if compare else [])]
 
+
+#: the leakage audit stage's table, ``tables/leakage_audit.{md,tex,csv,html}``
+LEAKAGE_AUDIT = "leakage_audit"
 
 #: the figures stage's outputs, ``figures/{name}.png`` and ``.pdf``
-FIGURES = ("bars", "ppo_learning", "actions_by_step", "cost_vs_pass", "apps_difficulty", "softpass_distribution")
+FIGURES = (
+    "bars",
+    "budget_curve",
+    "ppo_learning",
+    "actions_by_step",
+    "cost_vs_pass",
+    "apps_difficulty",
+    "softpass_distribution",
+)

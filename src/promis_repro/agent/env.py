@@ -3,11 +3,18 @@
 Actions ``Discrete(3)`` in the paper's numbering (0 direct, 1 mutate, 2 rewrite); each step applies
 the action to the current prompt (``compose``, default) or to the original one (the public code's
 behaviour), generates code and runs it on the task's feedback tests. The episode terminates when
-every feedback test passes and is truncated after ``max_steps`` (10). Rewards: ``rewards.py``.
+every feedback test passes and is truncated after ``max_steps`` (10; with ``truncation_is_terminal``,
+the paper protocol's Monte-Carlo returns, the step limit is a true end). Rewards: ``rewards.py``.
+
+Training under test-time conditions (``train_feedback``, ``strategies.feedback.training_suites``):
+with ``visible`` (default) the policy sees feedback from the task's visible test only, exactly as
+the ``ppo`` strategy does at test time, and the reward's pass/soft terms come from the task's other
+(held-out) tests; a share ``no_visible_fraction`` of episodes presents the task without a visible
+test (no shown assert, no feedback), as that share of evaluation tasks comes. ``all``: feedback and
+reward from every test of the task (the paper's protocol).
 
 Training tasks must come from the decontaminated MBPP pools (``data/pools.py``): the environment
-refuses any other task, so the policy never sees an evaluation task or its tests. The same class
-serves the test-time rollout of the ``ppo`` strategy, with the feedback suite the run chose.
+refuses any other task, so the policy never sees an evaluation task or its tests.
 
 Sampling seeds and mutation randomness are derived from (seed, episode, step), so an episode is a
 pure function of the environment's state and a resumed training run replays exactly.
@@ -15,7 +22,6 @@ pure function of the environment's state and a resumed training run replays exac
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -29,7 +35,7 @@ from promis_repro.grid import ACTION_NAMES
 from promis_repro.rewards import step_reward
 from promis_repro.strategies.actions import EpisodeContext, Tools
 from promis_repro.strategies.engine import Budget, ModelCall, derive_seed, drive
-from promis_repro.strategies.feedback import FeedbackSuite, public_view
+from promis_repro.strategies.feedback import FeedbackSuite, public_view, training_suites, without_visible_tests
 from promis_repro.strategies.policy import OBSERVATION_HIGH, OBSERVATION_LOW, observation_size, observe
 from promis_repro.strategies.prompt_parts import editable_parts
 
@@ -61,8 +67,11 @@ class PromptEnv(gym.Env):
         tools: Tools,
         call_model: ModelCall,
         *,
-        suite_for: Callable[[Task], FeedbackSuite] | None = None,
+        train_feedback: str = "visible",
+        no_visible_fraction: float = 0.0,
         embeddings: bool = False,
+        observation: str = "visible",
+        truncation_is_terminal: bool = False,
         training: bool = True,
     ) -> None:
         super().__init__()
@@ -73,8 +82,12 @@ class PromptEnv(gym.Env):
         self.tasks = tasks
         self.tools = tools
         self.call_model = call_model
-        self.suite_for = suite_for or (lambda task: FeedbackSuite(task, "train", task.hidden_tests))
+        self.train_feedback = train_feedback
+        self.no_visible_fraction = no_visible_fraction
         self.embeddings = embeddings
+        self.observation_kind = observation
+        self.truncation_is_terminal = truncation_is_terminal
+        self.reward_suite: FeedbackSuite | None = None
         self.max_steps = tools.config.max_steps
         self.action_space = gym.spaces.Discrete(3)
         size = observation_size(embeddings)
@@ -96,20 +109,27 @@ class PromptEnv(gym.Env):
         self.state = dict(saved["state"])
         if self.state:
             self.ctx = self._context(self.state["task_index"], self.episode)
-            self.ctx.restore({"calls": self.state["calls"], "previous_soft": self.state["previous_soft"]})
+            self.ctx.restore(self.state["context"])
 
     # -- gymnasium API ------------------------------------------------------------------------------
     def _context(self, index: int, episode: int) -> EpisodeContext:
+        """Episode ``episode`` on task ``index``: its presentation, feedback suite and reward suite."""
         task = self.tasks[index]
         # one mutator (WordNet, tagger, synonym cache) for every episode
         tools = replace(self.tools, seed=derive_seed(self.tools.seed, "episode", episode), _mutator=self.tools.mutator)
+        draw = np.random.default_rng(derive_seed(self.tools.seed, "presentation", episode)).random()
+        show_visible = self.train_feedback == "all" or draw >= self.no_visible_fraction
+        feedback_suite, self.reward_suite = training_suites(task, self.train_feedback, show_visible)
+        presented = task if show_visible else without_visible_tests(task)
         position = index / len(self.tasks)
-        return EpisodeContext(public_view(task), editable_parts(task), self.suite_for(task), tools, "ppo", position)
+        return EpisodeContext(public_view(presented), editable_parts(presented), feedback_suite, tools, "ppo", position)
 
     def _observation(self) -> np.ndarray:
         assert self.ctx is not None
         s = self.state
-        return observe(self.ctx, s["text"], s["step"], s["last_feedback"], embeddings=self.embeddings)
+        return observe(
+            self.ctx, s["text"], s["step"], s["last_feedback"], embeddings=self.embeddings, kind=self.observation_kind
+        )
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
@@ -131,7 +151,9 @@ class PromptEnv(gym.Env):
             "actions": [0, 0, 0],
             "best_soft": 0.0,
             "passed": False,
-            "calls": self.ctx.state()["calls"],
+            "visible_passed": False,
+            "shown_visible": self.ctx.suite.n_tests > 0,
+            "context": self.ctx.state(),
         }
         return self._observation(), {"task_id": self.tasks[index].task_id}
 
@@ -142,19 +164,25 @@ class PromptEnv(gym.Env):
         ctx = self.ctx
         ctx.rng = np.random.default_rng(derive_seed(self.tools.seed, "mutation", self.episode, s["step"]))
         candidate, extra = run_sync(ctx.act(action, s["text"], s["last_feedback"]), self.call_model, ctx)
-        feedback = candidate.feedback
-        reward = step_reward(self.tools.reward, feedback.passed, feedback.soft, s["previous_soft"])
+        feedback = candidate.feedback  # what the policy sees: the feedback suite's result
+        # what the reward counts: the held-out tests under ``visible``, the same suite under ``all``
+        scored = feedback if self.reward_suite is ctx.suite else self.reward_suite.evaluate(candidate.code)
+        reward = step_reward(self.tools.reward, scored.passed, scored.soft, s["previous_soft"])
         ctx.log(action, candidate, **extra)
-        s["text"], s["last_feedback"], s["previous_soft"] = candidate.text, feedback.text, feedback.soft
+        s["text"], s["last_feedback"], s["previous_soft"] = candidate.text, feedback.text, scored.soft
         s["step"] += 1
         s["return"] += reward
         s["actions"][action] += 1
-        s["best_soft"] = max(s["best_soft"], feedback.soft)
-        s["passed"] = s["passed"] or feedback.passed
-        s["calls"] = ctx.state()["calls"]
+        s["best_soft"] = max(s["best_soft"], scored.soft)
+        s["passed"] = s["passed"] or scored.passed
+        s["visible_passed"] = s["visible_passed"] or feedback.passed
+        s["context"] = ctx.state()
+        # the episode ends as a test-time episode does: on a pass of the tests the policy sees
         terminated = feedback.passed
-        truncated = not terminated and s["step"] >= self.max_steps
-        info = {"task_id": ctx.task.task_id, "action_name": ACTION_NAMES[action], "soft": feedback.soft}
+        at_limit = not terminated and s["step"] >= self.max_steps
+        terminated = terminated or (at_limit and self.truncation_is_terminal)
+        truncated = at_limit and not self.truncation_is_terminal
+        info = {"task_id": ctx.task.task_id, "action_name": ACTION_NAMES[action], "soft": scored.soft}
         if terminated or truncated:
             self.finished.append(
                 {
@@ -164,6 +192,8 @@ class PromptEnv(gym.Env):
                     "length": s["step"],
                     "passed": s["passed"],
                     "best_soft": s["best_soft"],
+                    "visible_passed": s["visible_passed"],
+                    "shown_visible": s["shown_visible"],
                     "action_0": s["actions"][0],
                     "action_1": s["actions"][1],
                     "action_2": s["actions"][2],

@@ -26,7 +26,7 @@ from promis_repro.generation.registry import ModelSpec
 from promis_repro.io import atomic_write_json, sha256_of
 from promis_repro.strategies.actions import Tools
 from promis_repro.strategies.engine import ModelCall, derive_seed
-from promis_repro.strategies.feedback import FeedbackSuite
+from promis_repro.strategies.feedback import training_suites
 from promis_repro.strategies.prompt_parts import editable_parts
 from promis_repro.strategies.rewrite import parse_rewrite, rewrite_request
 
@@ -48,20 +48,24 @@ class GRPOSettings:
     lora_dropout: float = 0.05
 
 
-def _first_feedback(tools: Tools, call_model: ModelCall, tasks: list[Task]) -> dict[str, str]:
-    """Feedback text of one direct attempt per task (what action 2 sees at its first use)."""
+def _first_feedback(tools: Tools, call_model: ModelCall, tasks: list[Task], train_feedback: str) -> dict[str, str]:
+    """Feedback text of one direct attempt per task (what action 2 sees at its first use; ``visible``:
+    from the task's visible test only, as at test time)."""
     spec = tools.generator_spec
     settings = replace(tools.code_settings(), seed=derive_seed(tools.seed, "grpo-first"))
     completions = call_model("generator", [build_prompt(t, spec) for t in tasks], settings)
     feedback = {}
     for task, completion in zip(tasks, completions, strict=True):
         code = extract_code(task, completion.text, spec)
-        feedback[task.task_id] = FeedbackSuite(task, "train", task.hidden_tests).evaluate(code).text
+        feedback[task.task_id] = training_suites(task, train_feedback)[0].evaluate(code).text
     return feedback
 
 
-def make_reward(tools: Tools, call_model: ModelCall, tasks: dict[str, Task]) -> Callable[..., list[float]]:
-    """``reward(prompts, completions, task_id, **_) -> list[float]``: SoftPass of the frozen generator's code."""
+def make_reward(
+    tools: Tools, call_model: ModelCall, tasks: dict[str, Task], train_feedback: str = "visible"
+) -> Callable[..., list[float]]:
+    """``reward(prompts, completions, task_id, **_) -> list[float]``: SoftPass of the frozen generator's code
+    (``visible``: on the task's held-out tests, the ones its rewrite request never showed)."""
     spec = tools.generator_spec
     calls = [0]
 
@@ -80,7 +84,7 @@ def make_reward(tools: Tools, call_model: ModelCall, tasks: dict[str, Task]) -> 
         for output, tid in zip(outputs, task_id, strict=True):
             task = tasks[tid]
             code = extract_code(task, output.text, spec)
-            scores.append(FeedbackSuite(task, "train", task.hidden_tests).evaluate(code).soft)
+            scores.append(training_suites(task, train_feedback)[1].evaluate(code).soft)
         return scores
 
     return reward
@@ -93,13 +97,14 @@ def train_rl_rewriter(
     train: list[Task],
     out: Path,
     settings: GRPOSettings,
+    train_feedback: str = "visible",
 ) -> dict[str, Any]:
     from datasets import Dataset
     from peft import LoraConfig
     from trl import GRPOConfig, GRPOTrainer
 
     check_training_tasks(train)
-    feedback = _first_feedback(tools, call_model, train)
+    feedback = _first_feedback(tools, call_model, train, train_feedback)
     rows = []
     for task in train:
         request = rewrite_request(
@@ -134,7 +139,7 @@ def train_rl_rewriter(
     )
     trainer = GRPOTrainer(
         model=rewriter_location,
-        reward_funcs=make_reward(tools, call_model, {t.task_id: t for t in train}),
+        reward_funcs=make_reward(tools, call_model, {t.task_id: t for t in train}, train_feedback),
         args=args,
         train_dataset=dataset,
         peft_config=lora,

@@ -33,8 +33,8 @@ from promis_repro.io import atomic_write_json, atomic_write_text
 from promis_repro.provenance import config_hash
 from promis_repro.strategies.actions import EpisodeContext, Tools
 from promis_repro.strategies.engine import ModelCall, drive
-from promis_repro.strategies.feedback import FeedbackSuite, public_view
-from promis_repro.strategies.policy import TrainedPolicy, policy_episode
+from promis_repro.strategies.feedback import FeedbackSuite, public_view, training_suites
+from promis_repro.strategies.policy import OBSERVATION_KINDS, TrainedPolicy, policy_episode
 from promis_repro.strategies.prompt_parts import editable_parts
 
 log = logging.getLogger(__name__)
@@ -56,30 +56,56 @@ class PPOConfig:
     net_arch: tuple[int, ...] = (128, 128, 64)  # the public code's 128-128 trunk and 64-unit heads
     embeddings: bool = False  # MiniLM vectors of prompt and feedback after the 10 features
     eval_every: int = 1_000  # timesteps between selection-pool evaluations
+    # the task feature of the observation: "visible" (ours) or the public code's "position" (strategies/policy.py)
+    observation: str = "visible"
+    # "separate": actor and critic each a 128-128-64 tanh MLP; "shared": the public code's actor-critic,
+    # one 128-128 tanh trunk with a 64-unit head each
+    policy: str = "separate"
+    # True (the paper's protocol): the step limit is a true end of episode, no bootstrapping at truncation
+    truncation_is_terminal: bool = False
+    # share of training episodes presented without a visible test; None: as many as the evaluated benchmarks have
+    no_visible_fraction: float | None = None
 
     def check(self, where: str) -> None:
         if self.n_steps < 2 or self.total_timesteps < 1 or self.batch_size < 2:
             raise UserError(f"{where}: n_steps and batch_size must be >= 2, total_timesteps >= 1")
+        if self.observation not in OBSERVATION_KINDS:
+            raise UserError(f"{where}: observation must be one of {', '.join(OBSERVATION_KINDS)}")
+        if self.policy not in ("separate", "shared"):
+            raise UserError(f"{where}: policy must be separate or shared")
+        if self.no_visible_fraction is not None and not 0 <= self.no_visible_fraction <= 1:
+            raise UserError(f"{where}: no_visible_fraction must be within [0, 1]")
 
 
 # -- rollouts with a trained policy (selection evaluation and the test-time strategy) -------------------
 
 
-def evaluate_policy(policy: Any, embeddings: bool, tasks: list[Task], tools: Tools, call_model: ModelCall) -> dict:
-    """Mean best SoftPass and pass rate of the policy's rollouts on training-side tasks (their own tests)."""
+def evaluate_policy(
+    trained: TrainedPolicy, tasks: list[Task], tools: Tools, call_model: ModelCall, train_feedback: str = "visible"
+) -> dict:
+    """SoftPass and pass rate of the policy's answers on selection-pool tasks.
+
+    ``visible``: the policy gets feedback from each task's visible test only, as at test time, and its
+    answer is scored on all of the task's tests; ``all``: feedback and score from all of them.
+    """
     check_training_tasks(tasks)
-    function = policy_episode(TrainedPolicy(policy, embeddings))
+    function = policy_episode(trained)
     episodes, ledgers = {}, {}
     for index, task in enumerate(tasks):
-        suite = FeedbackSuite(task, "train", task.hidden_tests)
+        suite, _ = training_suites(task, train_feedback)
         ctx = EpisodeContext(public_view(task), editable_parts(task), suite, tools, "ppo-selection", index / len(tasks))
         episodes[task.task_id], ledgers[task.task_id] = function(ctx), ctx.ledger
     results = drive(episodes, call_model, ledgers, tools.budget)
     finals = [results[t.task_id] for t in tasks]
+    if train_feedback == "all":
+        scores = [(r.final_fitness or 0.0, (r.final_fitness or 0.0) >= 1.0) for r in finals]
+    else:
+        hidden = [FeedbackSuite(t, "train", t.hidden_tests).evaluate(r.final_code) for t, r in zip(tasks, finals)]
+        scores = [(result.soft, result.passed) for result in hidden]
     actions = [s["action"] for r in finals for s in r.steps]
     return {
-        "soft_pass": float(np.mean([r.final_fitness or 0.0 for r in finals])),
-        "pass_rate": float(np.mean([(r.final_fitness or 0.0) >= 1.0 for r in finals])),
+        "soft_pass": float(np.mean([soft for soft, _ in scores])),
+        "pass_rate": float(np.mean([passed for _, passed in scores])),
         "action_counts": [actions.count(a) for a in range(3)],
     }
 
@@ -149,7 +175,6 @@ class _Checkpoints:
 
 def new_ppo_model(venv: Any, config: PPOConfig, seed: int) -> Any:
     """stable-baselines3 PPO with the paper's hyper-parameters and its 128-128-64 tanh actor and critic."""
-    import torch
     from stable_baselines3 import PPO
 
     return PPO(
@@ -168,11 +193,25 @@ def new_ppo_model(venv: Any, config: PPOConfig, seed: int) -> Any:
         seed=seed,
         device="cpu",
         verbose=0,
-        policy_kwargs={
-            "net_arch": {"pi": list(config.net_arch), "vf": list(config.net_arch)},
-            "activation_fn": torch.nn.Tanh,
-        },
+        policy_kwargs=_policy_kwargs(config),
     )
+
+
+def _policy_kwargs(config: PPOConfig) -> dict[str, Any]:
+    import torch
+
+    if config.policy == "shared":  # the public code's actor-critic: shared trunk, one head each
+        from promis_repro.agent.networks import SharedTrunk
+
+        *trunk, head = config.net_arch
+        return {
+            "features_extractor_class": SharedTrunk,
+            "features_extractor_kwargs": {"sizes": tuple(trunk)},
+            "share_features_extractor": True,
+            "net_arch": {"pi": [head], "vf": [head]},
+            "activation_fn": torch.nn.Tanh,
+        }
+    return {"net_arch": {"pi": list(config.net_arch), "vf": list(config.net_arch)}, "activation_fn": torch.nn.Tanh}
 
 
 def train_ppo(
@@ -183,9 +222,14 @@ def train_ppo(
     out: Path,
     config: PPOConfig,
     *,
+    train_feedback: str = "visible",
     stop_after_updates: int | None = None,
 ) -> dict[str, Any]:
-    """Train (or resume); returns the training summary. ``stop_after_updates`` ends this call early (tests)."""
+    """Train (or resume); returns the training summary. ``stop_after_updates`` ends this call early (tests).
+
+    ``train_feedback``: what the policy sees and what the reward counts (``agent/env.py``); the selection
+    evaluation follows it too. ``config.no_visible_fraction`` must be resolved (a number) here.
+    """
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.vec_env import DummyVecEnv
@@ -197,6 +241,7 @@ def train_ppo(
     identity = config_hash(
         {
             "ppo": asdict(config),
+            "train_feedback": train_feedback,
             "seed": seed,
             "train": [t.task_id for t in train],
             "selection": [t.task_id for t in selection],
@@ -208,7 +253,16 @@ def train_ppo(
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    env = PromptEnv(train, tools, call_model, embeddings=config.embeddings)
+    env = PromptEnv(
+        train,
+        tools,
+        call_model,
+        train_feedback=train_feedback,
+        no_visible_fraction=config.no_visible_fraction or 0.0,
+        embeddings=config.embeddings,
+        observation=config.observation,
+        truncation_is_terminal=config.truncation_is_terminal,
+    )
     venv = DummyVecEnv([lambda: env])
     checkpoints = _Checkpoints(out)
     saved = checkpoints.load()
@@ -245,7 +299,8 @@ def train_ppo(
         )
         crossed = model.num_timesteps // config.eval_every > before // config.eval_every
         if crossed or model.num_timesteps >= config.total_timesteps:
-            result = evaluate_policy(model.policy, config.embeddings, selection, selection_tools, call_model)
+            trained = TrainedPolicy(model.policy, config.embeddings, config.observation)
+            result = evaluate_policy(trained, selection, selection_tools, call_model, train_feedback)
             history["evaluations"].append({"timesteps": model.num_timesteps, **result})
             best = history["best"]
             if best is None or result["soft_pass"] > best["soft_pass"]:
@@ -300,5 +355,7 @@ def load_policy(directory: str | Path) -> TrainedPolicy:
         raise UserError(
             f"no trained ppo policy in {directory}; train it: promis-repro train --agent ppo --out {directory}"
         )
-    embeddings = bool(json.loads(summary.read_text())["ppo_config"]["embeddings"])
-    return TrainedPolicy(PPO.load(path, device="cpu").policy, embeddings)
+    ppo_config = json.loads(summary.read_text())["ppo_config"]
+    # policies trained before the observation kind was recorded observed the public code's position
+    observation = ppo_config.get("observation", "position")
+    return TrainedPolicy(PPO.load(path, device="cpu").policy, bool(ppo_config["embeddings"]), observation)

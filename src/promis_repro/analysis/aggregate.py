@@ -4,6 +4,8 @@
   the mean cost per task (generator and rewriter calls, tokens, model seconds).
 - ``per_task.csv``: one row per cell, seed and task: strict pass and SoftPass of that task (the mean
   over its samples when there are several), and the APPS difficulty.
+- ``budget_curve.csv``: one row per cell, seed and k = 1..B: Pass@1 and SoftPass@1 of the best-so-far
+  candidate after k generator calls (``analysis/budget.py``); ``per_task_budget.csv``: per task at k = B.
 - ``cells.csv`` / ``cells.json``: one row per cell: mean and sample standard deviation over seeds,
   the per-task majority over seeds (a task counts as solved when it passes in more than half of the
   seeds), mean cost, and the protocol (feedback, leaky, budgets, reward formula, data hash).
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from promis_repro.analysis.budget import curve_rows
 from promis_repro.analysis.tree import write_stage_provenance
 from promis_repro.errors import UserError
 from promis_repro.grid import strategy_rank
@@ -38,6 +41,7 @@ def _per_seed_row(path: Path, metrics: dict[str, Any]) -> dict[str, Any]:
     if missing:
         raise UserError(f"{path}: metrics without {', '.join(missing)}")
     row = {key: metrics[key] for key in (*CELL_KEYS, "seed", "leaky")}
+    row["protocol"] = metrics.get("protocol", "ours")
     row["n_tasks"] = metrics.get("n_tasks")
     row.update({key: metrics.get(key) for key in METRIC_KEYS})
     row.update({key: (metrics.get("cost") or {}).get(key) for key in COST_KEYS})
@@ -90,7 +94,7 @@ def sort_cells(frame: pd.DataFrame) -> pd.DataFrame:
     order = frame["strategy"].map(strategy_rank)
     return (
         frame.assign(_rank=order)
-        .sort_values(["benchmark", "feedback", "model", "_rank", *(["seed"] if "seed" in frame else [])])
+        .sort_values(["benchmark", "feedback", "model", "_rank", *(key for key in ("seed", "k") if key in frame)])
         .drop(columns="_rank")
         .reset_index(drop=True)
     )
@@ -134,7 +138,7 @@ def aggregate(metrics_files: list[str | os.PathLike[str]], out: str | os.PathLik
     """Write ``per_seed.csv``, ``per_task.csv``, ``cells.csv`` and ``cells.json`` to ``out``."""
     if not metrics_files:
         raise UserError("aggregate: no metrics.json files given")
-    per_seed, per_task = [], []
+    per_seed, per_task, curve, at_budget = [], [], [], []
     protocol: dict[tuple, dict[str, Any]] = {}
     seen: dict[tuple, Path] = {}
     for path in map(Path, metrics_files):
@@ -150,11 +154,20 @@ def aggregate(metrics_files: list[str | os.PathLike[str]], out: str | os.PathLik
         results = path.with_name("results.jsonl")
         if not results.exists():
             raise UserError(f"{path}: no results.jsonl beside it (evaluate the cell first)")
-        per_task.extend(_per_task_rows(row, results))
+        task_rows = _per_task_rows(row, results)
+        per_task.extend(task_rows)
+        candidates = path.with_name("candidates.jsonl")
+        budget = (metrics.get("budget") or {}).get("generator_calls")
+        if candidates.exists() and budget:  # cells evaluated before candidates were scored have no curve
+            cell = {key: row[key] for key in (*CELL_KEYS, "seed")}
+            rows, task_scores = curve_rows(cell, candidates, [r["task_id"] for r in task_rows], int(budget))
+            curve.extend(rows)
+            at_budget.extend(task_scores)
         hashes = (metrics.get("provenance") or {}).get("data_hashes") or {}
         protocol.setdefault(
             tuple(row[key] for key in CELL_KEYS),
             {
+                "protocol": metrics.get("protocol", "ours"),
                 "budget": json.dumps(metrics.get("budget"), sort_keys=True),
                 "reward": metrics.get("reward"),
                 "data_hash": hashes.get(row["benchmark"]),
@@ -164,9 +177,13 @@ def aggregate(metrics_files: list[str | os.PathLike[str]], out: str | os.PathLik
     columns = [*CELL_KEYS, "seed", "task_id", "passed", "soft_pass", "difficulty"]
     tasks = pd.DataFrame(per_task, columns=columns).sort_values([*CELL_KEYS, "seed", "task_id"]).reset_index(drop=True)
     cells = _cells(seeds, tasks, protocol)
+    curve_columns = [*CELL_KEYS, "seed", "k", "pass_at_1", "soft_pass_at_1", "n_tasks"]
+    budget_columns = [*CELL_KEYS, "seed", "task_id", "k", "passed", "soft_pass"]
     out = Path(out)
     write_csv(out / "per_seed.csv", seeds)
     write_csv(out / "per_task.csv", tasks)
+    write_csv(out / "budget_curve.csv", sort_cells(pd.DataFrame(curve, columns=curve_columns)))
+    write_csv(out / "per_task_budget.csv", pd.DataFrame(at_budget, columns=budget_columns))
     write_csv(out / "cells.csv", cells)
     atomic_write_json(out / "cells.json", records(cells))
     write_stage_provenance(out, "aggregate", metrics_files, {"files": len(metrics_files)})

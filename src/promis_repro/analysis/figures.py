@@ -68,6 +68,17 @@ def _finish(grid: sns.FacetGrid, x_label: str, y_label: str, rotate: bool = Fals
     return grid.figure
 
 
+def _strategies_by_benchmark(
+    frame: pd.DataFrame, x: str, y: str, labels: tuple[str, str], **options: Any
+) -> plt.Figure:
+    """One panel per benchmark, strategies by colour and generators by marker style."""
+    grid = sns.relplot(
+        data=frame, x=x, y=y, hue="strategy", style="model", hue_order=_order(frame), height=3.2, **options,
+        **_by_benchmark(frame),
+    )  # fmt: skip
+    return _finish(grid, *labels)
+
+
 def _empty(message: str) -> plt.Figure:
     figure, axis = plt.subplots(figsize=(6, 2))
     axis.axis("off")
@@ -173,18 +184,13 @@ def actions_by_step(root: Path, cells: pd.DataFrame) -> plt.Figure:
 def cost_vs_pass(cells: pd.DataFrame) -> plt.Figure:
     frame = _label(cells)
     frame["model calls per task"] = frame["generator_calls_mean"].fillna(0) + frame["rewriter_calls_mean"].fillna(0)
-    grid = sns.relplot(
-        data=frame,
-        x="model calls per task",
-        y="pass_at_1_mean",
-        hue="strategy",
-        style="model",
-        hue_order=_order(frame),
-        height=3.2,
+    return _strategies_by_benchmark(
+        frame,
+        "model calls per task",
+        "pass_at_1_mean",
+        ("model calls per task (mean)", "Pass@1 (mean over seeds)"),
         s=60,
-        **_by_benchmark(frame),
     )
-    return _finish(grid, "model calls per task (mean)", "Pass@1 (mean over seeds)")
 
 
 def apps_difficulty(per_task: pd.DataFrame) -> plt.Figure:
@@ -224,14 +230,29 @@ def softpass_distribution(per_task: pd.DataFrame) -> plt.Figure:
     return _finish(grid, "", "SoftPass per task (mean over seeds)", rotate=True)
 
 
+def budget_curve(curve: pd.DataFrame) -> plt.Figure:
+    """Pass@1 of the best-so-far candidate after k generator calls, one panel per benchmark (95% CIs over seeds)."""
+    if curve.empty:
+        return _empty("no budget curves in this results tree (cells evaluated before candidates were scored)")
+    frame = _label(curve)
+    labels = ("generator calls k", "Pass@1 (best-so-far by visible feedback)")
+    options = {"kind": "line", "errorbar": ("ci", 95), "seed": 0, "marker": "o"}
+    figure = _strategies_by_benchmark(frame, "k", "pass_at_1", labels, **options)
+    calls = sorted({int(k) for k in frame["k"]})
+    for axis in figure.axes:  # calls are whole numbers
+        axis.set_xticks(calls if len(calls) <= 12 else axis.get_xticks())
+    return figure
+
+
 def make_figures(results: str | os.PathLike[str]) -> list[Path]:
     """Write every figure of ``results`` to ``results/figures/{name}.png`` and ``.pdf``."""
     root = Path(results)
-    sources = {name: root / "aggregate" / f"{name}.csv" for name in ("cells", "per_seed", "per_task")}
+    sources = {name: root / "aggregate" / f"{name}.csv" for name in ("cells", "per_seed", "per_task", "budget_curve")}
     require_files(sources.values(), f"`promis-repro aggregate --results {root}`")
     cells = pd.read_csv(sources["cells"])
     per_seed = pd.read_csv(sources["per_seed"])
     per_task = pd.read_csv(sources["per_task"], dtype={"task_id": str})
+    curve = pd.read_csv(sources["budget_curve"])
     sns.set_theme(style="whitegrid", context="paper")
     makers = {
         "bars": lambda: bars(per_seed),
@@ -240,6 +261,7 @@ def make_figures(results: str | os.PathLike[str]) -> list[Path]:
         "cost_vs_pass": lambda: cost_vs_pass(cells),
         "apps_difficulty": lambda: apps_difficulty(per_task),
         "softpass_distribution": lambda: softpass_distribution(per_task),
+        "budget_curve": lambda: budget_curve(curve),
     }
     out = root / "figures"
     out.mkdir(parents=True, exist_ok=True)

@@ -1,17 +1,19 @@
 """Every strategy against ``ppo``, paired by task, per (model, benchmark, feedback).
 
-Per task, a strategy's strict pass and SoftPass are averaged over its seeds; only tasks both sides
-ran are compared. For each pair (``ppo`` vs other):
+Only tasks both sides ran are compared. For each pair (``ppo`` vs other):
 
-- McNemar's exact test on per-task strict pass, the pass being the majority over seeds (solved in
-  more than half of them): ``scipy.stats.binomtest`` on the discordant tasks (b: only ``ppo``
-  solves it, c: only the other does), p = 1 when there are none.
+- The difference in Pass@1 and in SoftPass@1 (each side's mean over its seeds of the per-seed mean over
+  tasks: the numbers the tables show), its 95% interval and its two-sided p-value from the hierarchical
+  bootstrap (``analysis/bootstrap.py``: seeds of each side, then the paired tasks, resampled), so the
+  variance of agent training across seeds is in them. These p-values, Holm-corrected, are the tables'
+  significance marks: † Pass@1, ‡ SoftPass@1.
+- Secondary, on per-task values: McNemar's exact test on per-task strict pass, the pass being the
+  majority over seeds (solved in more than half of them): ``scipy.stats.binomtest`` on the discordant
+  tasks (b: only ``ppo`` solves it, c: only the other does), p = 1 when there are none.
 - Wilcoxon signed-rank on per-task SoftPass (``scipy.stats.wilcoxon``, zeros dropped), p = 1 when
   every difference is zero.
-- Paired bootstrap 95% CIs of the difference in Pass@1 and in SoftPass@1 (``scipy.stats.bootstrap``,
-  BCa, resampling tasks; a constant difference has that constant as its interval).
 - Holm-Bonferroni (``statsmodels``) over the family of comparisons in one table: every model and
-  every strategy of one (benchmark, feedback), separately for McNemar and for Wilcoxon.
+  every strategy of one (benchmark, feedback), separately for each test.
 - Seed level: the per-seed Pass@1 differences over the seeds both ran, their mean and t-interval
   (``scipy.stats.ttest_rel``).
 - Minimum detectable difference (two-sided alpha 0.05, power 0.8, normal approximation of the
@@ -31,6 +33,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from promis_repro.analysis.aggregate import records, sort_cells, write_csv
+from promis_repro.analysis.bootstrap import hierarchical_bootstrap, seed_task_matrix
 from promis_repro.analysis.tree import require_files, write_stage_provenance
 from promis_repro.grid import REFERENCE_STRATEGY
 from promis_repro.io import atomic_write_json
@@ -39,26 +42,8 @@ ALPHA = 0.05
 POWER = 0.8
 REFERENCE = REFERENCE_STRATEGY
 GROUP = ["model", "benchmark", "feedback"]
-
-
-def mean_ci(values: np.ndarray, seed: int, n_resamples: int = 9999) -> tuple[float, float]:
-    """BCa bootstrap 95% CI of the mean, tasks resampled; a constant sample has that constant as its interval.
-
-    On paired differences this is the paired bootstrap: resampling tasks resamples both sides together.
-    """
-    if len(values) == 0:
-        return (float("nan"), float("nan"))
-    if np.all(values == values[0]):
-        return (float(values[0]), float(values[0]))
-    result = stats.bootstrap(
-        (values,),
-        np.mean,
-        n_resamples=n_resamples,
-        confidence_level=0.95,
-        method="BCa",
-        rng=np.random.default_rng(seed),
-    )
-    return (float(result.confidence_interval.low), float(result.confidence_interval.high))
+#: the tests of a comparison: the tables' marks (pass, soft: hierarchical bootstrap) and the secondary ones
+TESTS = ("pass", "soft", "mcnemar", "wilcoxon")
 
 
 def _mcnemar(reference: np.ndarray, other: np.ndarray) -> tuple[int, int, float]:
@@ -121,19 +106,30 @@ def compare_pair(
     pass_ref, pass_other = left["passed"].to_numpy(float), right["passed"].to_numpy(float)
     soft_ref, soft_other = left["soft_pass"].to_numpy(float), right["soft_pass"].to_numpy(float)
     only_reference, only_other, p_mcnemar = _mcnemar(pass_ref > 0.5, pass_other > 0.5)
-    pass_ci = mean_ci(pass_ref - pass_other, seed, n_resamples)
-    soft_ci = mean_ci(soft_ref - soft_other, seed + 1, n_resamples)
+    intervals = {
+        metric: hierarchical_bootstrap(
+            seed_task_matrix(reference_tasks, column, common),
+            seed_task_matrix(other_tasks, column, common),
+            seed=seed + offset,
+            n_resamples=n_resamples,
+        )
+        for offset, (metric, column) in enumerate((("pass", "passed"), ("soft", "soft_pass")))
+    }
     n = len(common)
     spread = float(np.std(pass_ref - pass_other, ddof=1)) if n > 1 else float("nan")
     mdd = _minimum_detectable_difference(spread, n, stats.norm.ppf(1 - ALPHA / 2) + stats.norm.ppf(POWER))
     return {
         "n_tasks": n,
-        "pass_diff": float(np.mean(pass_ref - pass_other)) if n else float("nan"),
-        "pass_ci_low": pass_ci[0],
-        "pass_ci_high": pass_ci[1],
-        "soft_diff": float(np.mean(soft_ref - soft_other)) if n else float("nan"),
-        "soft_ci_low": soft_ci[0],
-        "soft_ci_high": soft_ci[1],
+        **{
+            key: value
+            for metric, interval in intervals.items()
+            for key, value in (
+                (f"{metric}_diff", interval.estimate),
+                (f"{metric}_ci_low", interval.low),
+                (f"{metric}_ci_high", interval.high),
+                (f"p_{metric}", interval.p_value),
+            )
+        },
         "only_reference": only_reference,
         "only_other": only_other,
         "p_mcnemar": p_mcnemar,
@@ -149,25 +145,23 @@ def holm(p_values: pd.Series) -> pd.Series:
     return pd.Series(multipletests(p_values.to_numpy(float), alpha=ALPHA, method="holm")[1], index=p_values.index)
 
 
-def compare_strategies(
-    per_task: pd.DataFrame, per_seed: pd.DataFrame, reference: str = REFERENCE, n_resamples: int = 9999
-) -> pd.DataFrame:
-    """Every strategy of every (model, benchmark, feedback) against ``reference``, Holm-corrected per table."""
+def compare_strategies(per_task: pd.DataFrame, reference: str = REFERENCE, n_resamples: int = 9999) -> pd.DataFrame:
+    """Every strategy of every (model, benchmark, feedback) against ``reference``, Holm-corrected per table.
+
+    ``per_task``: rows (model, benchmark, strategy, feedback, seed, task_id, passed, soft_pass).
+    """
     rows = []
     for (model, benchmark, feedback), group in per_task.groupby(GROUP, sort=True):
         if reference not in set(group["strategy"]):
             continue
-        seeds = per_seed[
-            (per_seed["model"] == model) & (per_seed["benchmark"] == benchmark) & (per_seed["feedback"] == feedback)
-        ]
-        ref_seeds = seeds[seeds["strategy"] == reference].set_index("seed")["pass_at_1"]
+        reference_tasks = group[group["strategy"] == reference]
         for index, strategy in enumerate(sorted(set(group["strategy"]) - {reference})):
-            other_seeds = seeds[seeds["strategy"] == strategy].set_index("seed")["pass_at_1"]
+            other_tasks = group[group["strategy"] == strategy]
             result = compare_pair(
-                group[group["strategy"] == reference],
-                group[group["strategy"] == strategy],
-                ref_seeds,
-                other_seeds,
+                reference_tasks,
+                other_tasks,
+                reference_tasks.groupby("seed")["passed"].mean(),
+                other_tasks.groupby("seed")["passed"].mean(),
                 seed=2 * index,
                 n_resamples=n_resamples,
             )
@@ -184,22 +178,27 @@ def compare_strategies(
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
-    for test in ("mcnemar", "wilcoxon"):
+    for test in TESTS:
         frame[f"p_{test}_holm"] = frame.groupby(["benchmark", "feedback"])[f"p_{test}"].transform(holm)
         frame[f"significant_{test}"] = frame[f"p_{test}_holm"] < ALPHA
     return sort_cells(frame)
 
 
 def run_stats(results: str | os.PathLike[str], reference: str = REFERENCE, n_resamples: int = 9999) -> pd.DataFrame:
-    """Read ``results/aggregate/``, write ``results/stats/comparisons.{csv,json}``."""
+    """Read ``results/aggregate/``, write ``results/stats/comparisons.{csv,json}`` (the final answers) and
+    ``comparisons_at_budget.{csv,json}`` (every strategy's best-so-far answer after k = B generator calls)."""
     root = Path(results)
-    sources = [root / "aggregate" / "per_task.csv", root / "aggregate" / "per_seed.csv"]
+    sources = [root / "aggregate" / "per_task.csv", root / "aggregate" / "per_task_budget.csv"]
     require_files(sources, f"`promis-repro aggregate --results {root}`")
-    per_task = pd.read_csv(sources[0], dtype={"task_id": str})
-    per_seed = pd.read_csv(sources[1])
-    frame = compare_strategies(per_task, per_seed, reference=reference, n_resamples=n_resamples)
     out = root / "stats"
-    write_csv(out / "comparisons.csv", frame)
-    atomic_write_json(out / "comparisons.json", records(frame))
+    frames = {}
+    for name, source in (("comparisons", sources[0]), ("comparisons_at_budget", sources[1])):
+        per_task = pd.read_csv(source, dtype={"task_id": str})
+        frames[name] = compare_strategies(per_task, reference=reference, n_resamples=n_resamples)
+        if "k" in per_task and not frames[name].empty:  # say at which k (generator calls) the sides met
+            k = per_task.groupby([*GROUP, "strategy"])["k"].max().rename("k").reset_index()
+            frames[name] = frames[name].merge(k, on=[*GROUP, "strategy"], how="left")
+        write_csv(out / f"{name}.csv", frames[name])
+        atomic_write_json(out / f"{name}.json", records(frames[name]))
     write_stage_provenance(out, "stats", sources, {"reference": reference, "n_resamples": n_resamples})
-    return frame
+    return frames["comparisons"]

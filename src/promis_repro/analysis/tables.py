@@ -24,7 +24,7 @@ from promis_repro.analysis.significance import ALPHA, POWER, REFERENCE
 from promis_repro.analysis.table_format import PASS_MARK, SOFT_MARK, Table, percent
 from promis_repro.analysis.tree import require_files, write_stage_provenance
 from promis_repro.data.apps import DIFFICULTIES
-from promis_repro.grid import BENCHMARK_LABELS, STRATEGY_LABELS, model_rank, strategy_rank
+from promis_repro.grid import BENCHMARK_LABELS, PROTOCOL_COMPARISON, STRATEGY_LABELS, model_rank, strategy_rank
 from promis_repro.io import atomic_write_text
 
 
@@ -34,11 +34,28 @@ def _feedback_line(feedback: str, leaky: bool) -> str:
     return f"Feedback: {feedback} — hidden tests only score the final solution, once."
 
 
+PROTOCOL_LINES = {
+    "ours": "Protocol: ours — agents trained on the decontaminated MBPP train split under test-time conditions "
+    "(feedback from the visible test, reward from the held-out tests), selected on hidden tests of the selection "
+    "pool; the observation's task feature says whether visible tests exist.",
+    "paper": "Protocol: PAPER (labelled ablation) — the public code's: binary reward +1/-0.1, actions applied to "
+    "the original prompt, shared 128-128 tanh actor-critic with 64-unit heads, Monte-Carlo returns with the step "
+    "limit as a true end, the dataset-position feature, training feedback and reward from all of a task's tests.",
+}
+
+
+def protocol_of(cells: pd.DataFrame) -> str:
+    protocols = sorted(set(cells["protocol"].dropna())) if "protocol" in cells else []
+    return "+".join(protocols) or "ours"
+
+
 def protocol_block(cells: pd.DataFrame, comparisons: pd.DataFrame) -> list[str]:
-    """The protocol lines under a table: feedback, seeds, tasks, budgets, reward, data, tests, MDD."""
+    """The protocol lines under a table: protocol, feedback, seeds, tasks, budgets, reward, data, tests, MDD."""
     from promis_repro.data.sources import DATA_FILES
 
-    lines = [_feedback_line(str(cells["feedback"].iloc[0]), bool(cells["leaky"].any()))]
+    protocol = protocol_of(cells)
+    lines = [PROTOCOL_LINES.get(protocol, f"Protocol: {protocol} (mixed: read each cell's metrics.json)")]
+    lines.append(_feedback_line(str(cells["feedback"].iloc[0]), bool(cells["leaky"].any())))
     seeds = sorted({int(s) for text in cells["seed_list"] for s in str(text).split()})
     tasks = sorted({int(n) for n in cells["n_tasks"].dropna()})
     task_text = str(tasks[0]) if len(tasks) == 1 else f"{tasks[0]}–{tasks[-1]}" if tasks else "?"
@@ -52,8 +69,16 @@ def protocol_block(cells: pd.DataFrame, comparisons: pd.DataFrame) -> list[str]:
         source = DATA_FILES[benchmark].description if benchmark in DATA_FILES else benchmark
         lines.append(f"Data: {source}; sha256 {', '.join(hashes) or 'not recorded'}.")
     lines.append(
-        f"{PASS_MARK} Pass@1 (McNemar exact, per-task majority over seeds) and {SOFT_MARK} SoftPass@1 (Wilcoxon "
-        f"signed-rank) differ from {REFERENCE} at p < {ALPHA} after Holm correction over this table."
+        f"{PASS_MARK} Pass@1 and {SOFT_MARK} SoftPass@1: the number shown (mean over seeds of the per-seed mean over "
+        f"tasks) differs from {REFERENCE}'s at p < {ALPHA} after Holm correction over this table, by a hierarchical "
+        "bootstrap that resamples each side's seeds and then the paired tasks (stats/comparisons.csv; McNemar and "
+        "Wilcoxon on per-task values are there too)."
+    )
+    lines.append(
+        "Calls: mean generator calls used per task; every strategy may use the budget above, and tasks stop early "
+        "on a pass of the visible tests or by the strategy's own rule (cost.json, stop). At equal calls (k = the "
+        "generator budget, best-so-far candidate by visible feedback): stats/comparisons_at_budget.csv and the "
+        "budget_curve figure."
     )
     if not comparisons.empty:
         tasks_mdd = comparisons["mdd_pass_tasks"].dropna()
@@ -85,23 +110,25 @@ def benchmark_table(cells: pd.DataFrame, comparisons: pd.DataFrame, benchmark: s
     cells = cells[(cells["benchmark"] == benchmark) & (cells["feedback"] == feedback)]
     models = sorted(set(cells["model"]), key=model_rank)
     strategies = _strategies(cells)
-    header = ["Strategy"] + [f"{m} {metric}" for m in models for metric in ("Pass@1", "SoftPass@1")]
+    header = ["Strategy"] + [f"{m} {metric}" for m in models for metric in ("Pass@1", "SoftPass@1", "calls")]
     rows, bold, marks = [], set(), {}
     by_cell = {(r["model"], r["strategy"]): r for r in cells.to_dict(orient="records")}
     significant = {}
     if not comparisons.empty:
         chosen = comparisons[(comparisons["benchmark"] == benchmark) & (comparisons["feedback"] == feedback)]
         for r in chosen.to_dict(orient="records"):
-            significant[(r["model"], r["strategy"])] = (bool(r["significant_mcnemar"]), bool(r["significant_wilcoxon"]))
+            significant[(r["model"], r["strategy"])] = (bool(r["significant_pass"]), bool(r["significant_soft"]))
     for i, strategy in enumerate(strategies):
         row = [STRATEGY_LABELS.get(strategy, strategy)]
         for j, model in enumerate(models):
             cell = by_cell.get((model, strategy))
             for k, metric in enumerate(("pass_at_1", "soft_pass_at_1")):
-                column = 1 + 2 * j + k
+                column = 1 + 3 * j + k
                 row.append(percent(cell[f"{metric}_mean"], cell[f"{metric}_std"]) if cell else "–")
                 if significant.get((model, strategy), (False, False))[k]:
                     marks[(i, column)] = (PASS_MARK, SOFT_MARK)[k]
+            calls = cell.get("generator_calls_mean") if cell else None
+            row.append("–" if calls is None or np.isnan(calls) else f"{calls:.1f}")
         rows.append(row)
     for j, model in enumerate(models):
         for k, metric in enumerate(("pass_at_1", "soft_pass_at_1")):
@@ -109,10 +136,11 @@ def benchmark_table(cells: pd.DataFrame, comparisons: pd.DataFrame, benchmark: s
             if np.all(np.isnan(means)):
                 continue
             best = round(np.nanmax(means), 6)
-            bold |= {(i, 1 + 2 * j + k) for i, m in enumerate(means) if not np.isnan(m) and round(m, 6) == best}
+            bold |= {(i, 1 + 3 * j + k) for i, m in enumerate(means) if not np.isnan(m) and round(m, 6) == best}
     leaky = bool(cells["leaky"].any())
     title = f"{BENCHMARK_LABELS.get(benchmark, benchmark)}: Pass@1 and SoftPass@1 (%), mean ± std over seeds"
     title += f", feedback {feedback}" + (" (LEAKY)" if leaky else "")
+    title += " — PAPER PROTOCOL" if protocol_of(cells) != "ours" else ""
     relevant = comparisons
     if not comparisons.empty:
         relevant = comparisons[(comparisons["benchmark"] == benchmark) & (comparisons["feedback"] == feedback)]
@@ -141,6 +169,7 @@ def difficulty_table(
             rows.append(row)
     title = f"APPS Pass@1 (%) by difficulty, mean ± std over seeds, feedback {feedback}"
     title += " (LEAKY)" if bool(apps_cells["leaky"].any()) else ""
+    title += " — PAPER PROTOCOL" if protocol_of(apps_cells) != "ours" else ""
     protocol = protocol_block(apps_cells, pd.DataFrame())
     if by_difficulty.empty:
         protocol.insert(0, "No results.jsonl row carries an APPS difficulty (rows written before it was recorded).")
@@ -155,8 +184,38 @@ def _write(table: Table, numbers: pd.DataFrame, out: Path) -> list[str]:
     return [table.name]
 
 
-def make_tables(results: str | os.PathLike[str], paper: str | os.PathLike[str] | None = None) -> list[str]:
-    """Write every table of ``results`` to ``results/tables/``; returns the table names."""
+def protocol_table(cells: pd.DataFrame, other: pd.DataFrame | None, other_root: Path) -> Table:
+    """This tree's cells beside another tree's (the other protocol), Pass@1 and SoftPass@1 (%), mean ± std."""
+    here, there = protocol_of(cells), protocol_of(other) if other is not None else "not run"
+    header = ["Model", "Benchmark", "Strategy", f"Feedback ({here} vs {there})"]
+    header += [f"{metric} ({label})" for label in (here, there) for metric in ("Pass@1", "SoftPass@1")]
+    keys = ["model", "benchmark", "strategy"]
+    theirs = {tuple(r[k] for k in keys): r for r in (other.to_dict(orient="records") if other is not None else [])}
+    rows = []
+    for r in cells.to_dict(orient="records"):
+        twin = theirs.get(tuple(r[k] for k in keys))
+        row = [r["model"], BENCHMARK_LABELS.get(r["benchmark"], r["benchmark"])]
+        feedbacks = [c["feedback"] + (" LEAKY" if c["leaky"] else "") for c in (r, twin) if c]
+        row += [STRATEGY_LABELS.get(r["strategy"], r["strategy"]), " vs ".join(feedbacks)]
+        for cell in (r, twin):
+            for metric in ("pass_at_1", "soft_pass_at_1"):
+                row.append(percent(cell[f"{metric}_mean"], cell[f"{metric}_std"]) if cell else "not run")
+        rows.append(row)
+    protocol = [PROTOCOL_LINES.get(name, f"Protocol: {name}") for name in (here, there) if name in PROTOCOL_LINES]
+    protocol.append(f"The other protocol's results tree: {other_root} ({'found' if other is not None else 'not run'}).")
+    return Table(PROTOCOL_COMPARISON, f"Protocols side by side: {here} vs {there} (%)", header, rows, protocol=protocol)
+
+
+def make_tables(
+    results: str | os.PathLike[str],
+    paper: str | os.PathLike[str] | None = None,
+    compare_with: str | os.PathLike[str] | None = None,
+) -> list[str]:
+    """Write every table of ``results`` to ``results/tables/``; returns the table names.
+
+    ``compare_with``: another results tree (the other protocol); ``protocol_comparison`` sets its cells
+    beside ours when it has been run (its ``aggregate/cells.csv`` exists), else says it was not.
+    """
     root = Path(results)
     sources = {name: root / "aggregate" / f"{name}.csv" for name in ("cells", "per_task")}
     sources["comparisons"] = root / "stats" / "comparisons.csv"
@@ -171,7 +230,9 @@ def make_tables(results: str | os.PathLike[str], paper: str | os.PathLike[str] |
         numbers = group.drop(columns=["budget", "reward", "data_hash"], errors="ignore")
         if not comparisons.empty:
             keys = ["model", "benchmark", "strategy", "feedback"]
-            tests = comparisons[[*keys, "p_mcnemar_holm", "p_wilcoxon_holm", "pass_diff", "soft_diff"]]
+            tests = comparisons[
+                [*keys, "p_pass_holm", "p_soft_holm", "p_mcnemar_holm", "p_wilcoxon_holm", "pass_diff", "soft_diff"]
+            ]
             numbers = numbers.merge(tests, on=keys, how="left")
         names += _write(table, numbers, out)
     by_difficulty = apps_pass_by_difficulty(per_task)
@@ -184,6 +245,13 @@ def make_tables(results: str | os.PathLike[str], paper: str | os.PathLike[str] |
         comparison = paper_comparison(load_paper_results(paper), cells, per_task)
         names += _write(paper_table(comparison), comparison, out)
         sources["paper"] = Path(paper)
+    if compare_with is not None:
+        other_cells = Path(compare_with) / "aggregate" / "cells.csv"
+        other = pd.read_csv(other_cells) if other_cells.exists() else None
+        table = protocol_table(cells, other, Path(compare_with))
+        names += _write(table, pd.DataFrame(table.rows, columns=table.header), out)
+        if other is not None:
+            sources["compare_with"] = other_cells
     atomic_write_text(out / "index.json", json.dumps(names, indent=2) + "\n")
     write_stage_provenance(out, "tables", sources.values(), {"tables": names})
     return names

@@ -27,10 +27,12 @@ def require_files(paths: Iterable[Path], producer: str) -> None:
 
 
 def write_stage_provenance(
-    out: str | os.PathLike[str], stage: str, inputs: Iterable[str | os.PathLike[str]], settings: dict[str, Any]
+    out: str | os.PathLike[str],
+    stage: str,
+    inputs: Iterable[str | os.PathLike[str]],
+    settings: dict[str, Any],
+    name: str = "provenance.json",
 ) -> None:
     """``provenance.json`` beside a stage's CSV/Markdown/figure outputs, which cannot carry it inline."""
     hashes = {str(path): sha256_of(Path(path)) for path in inputs if Path(path).is_file()}
-    atomic_write_json(
-        Path(out) / "provenance.json", provenance(config={"stage": stage, **settings}, data_hashes=hashes)
-    )
+    atomic_write_json(Path(out) / name, provenance(config={"stage": stage, **settings}, data_hashes=hashes))

@@ -22,6 +22,14 @@ def split_of(task_number: int) -> str:
     raise ValueError(f"MBPP task id {task_number} is outside 1-974")
 
 
+def mbpp_id(task: Task) -> int | None:
+    """The MBPP task number behind a task of the MBPP family (MBPP+ keeps it), else None."""
+    if task.benchmark in ("mbpp", "mbpp_sanitized"):
+        return int(task.task_id)
+    number = task.extra.get("mbpp_id")
+    return int(number) if number is not None else None
+
+
 def called_function(assert_source: str, defined: set[str]) -> str | None:
     """The function an MBPP assert calls that the reference code defines (its entry point)."""
     try:

@@ -10,8 +10,20 @@ from promis_repro.data.registry import load_benchmark
 from promis_repro.data.task import Task
 from promis_repro.errors import UserError
 from promis_repro.io import cache_root, read_jsonl
+from promis_repro.provenance import config_hash
 
 POOL_NAMES = ("train_pool", "selection_pool")
+
+
+def default_pools_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The pools ``data split`` builds with its defaults, built once into the cache (keyed by those defaults)."""
+    from promis_repro.data.split import DECONTAMINATED_BENCHMARKS, DEFAULT_EMBEDDER, DEFAULT_THRESHOLD, build_pools
+
+    settings = {"benchmarks": DECONTAMINATED_BENCHMARKS, "threshold": DEFAULT_THRESHOLD, "embedder": DEFAULT_EMBEDDER}
+    directory = cache_root() / "pools" / config_hash(settings)[:16]
+    if not (directory / "decontamination.json").exists():  # written last: its presence marks complete pools
+        build_pools(data_dir, directory)
+    return directory
 
 
 def load_pool(
@@ -20,13 +32,8 @@ def load_pool(
     """Tasks of a pool; without ``pools_dir`` the pools are built once into the cache."""
     if name not in POOL_NAMES:
         raise UserError(f"unknown pool {name!r}; known: {', '.join(POOL_NAMES)}")
-    if pools_dir is None:
-        pools_dir = cache_root() / "pools"
-        if not (Path(pools_dir) / f"{name}.jsonl").exists():
-            from promis_repro.data.split import build_pools
-
-            build_pools(data_dir, Path(pools_dir))
-    path = Path(pools_dir) / f"{name}.jsonl"
+    pools_dir = Path(pools_dir) if pools_dir is not None else default_pools_dir(data_dir)
+    path = pools_dir / f"{name}.jsonl"
     if not path.exists():
         raise UserError(f"pool file {path} does not exist; run promis-repro data split --out {pools_dir}")
     by_id = {t.task_id: t for t in load_benchmark("mbpp", data_dir)}

@@ -41,3 +41,15 @@ def normalize_task_id(benchmark: str, raw: object) -> str:
     if isinstance(raw, bool) or not isinstance(raw, (int, str)):
         raise UserError(f"task_id {raw!r} is neither a string nor an integer")
     return str(raw).strip()
+
+
+#: benchmarks evaluated on one split only: MBPP's original test split (ids 11-510, the split the paper's
+#: README table reports); its prompt, validation and train splits are the few-shot, selection and training side
+EVALUATION_SPLITS = {"mbpp": "test"}
+
+
+def evaluation_tasks(name: str, data_dir: str | os.PathLike[str] | None = None) -> list[Task]:
+    """The tasks of a benchmark that strategies are evaluated on (``mbpp``: its test split only)."""
+    tasks = load_benchmark(name, data_dir)
+    split = EVALUATION_SPLITS.get(name)
+    return [t for t in tasks if t.extra.get("split") == split] if split else tasks

@@ -1,9 +1,9 @@
 """Leakage control: the RL training pool (MBPP train) and selection pool (MBPP validation), decontaminated.
 
-A task leaves a pool when it also appears in an evaluation benchmark (MBPP+,
-HumanEval+, APPS), by any of three tests, all recorded in
-``decontamination.json`` with the nearest evaluation task:
-  * ``id``: its MBPP id is an MBPP+ task id (MBPP+ is built from MBPP);
+A task leaves a pool when it also appears in an evaluation benchmark (by default the MBPP test
+split, MBPP+, HumanEval+ and APPS, plus any other benchmark a grid evaluates), by any of three
+tests, all recorded in ``decontamination.json`` with the nearest evaluation task:
+  * ``id``: its MBPP id is the MBPP id of an evaluation task (MBPP+ is built from MBPP);
   * ``text``: its normalized description equals an evaluation prompt's;
   * ``embedding``: MiniLM cosine similarity >= threshold with an evaluation prompt.
 The pools are all that training and prompt selection may ever see.
@@ -18,13 +18,17 @@ from typing import Any
 
 import numpy as np
 
-from promis_repro.data.registry import load_benchmark
+from promis_repro.data.mbpp import mbpp_id
+from promis_repro.data.registry import evaluation_tasks, load_benchmark
 from promis_repro.data.task import Task
 from promis_repro.embedding import embed
 from promis_repro.io import atomic_write_json, atomic_write_jsonl
 from promis_repro.provenance import provenance
 
-EVALUATION_BENCHMARKS = ("mbppplus", "humanevalplus", "apps")
+#: what the pools are always decontaminated against: the paper's benchmarks (``mbpp``: its test split)
+DECONTAMINATED_BENCHMARKS = ("mbpp", "mbppplus", "humanevalplus", "apps")
+DEFAULT_THRESHOLD = 0.9
+DEFAULT_EMBEDDER = "all-minilm-l6-v2"
 POOLS = {"train_pool": "train", "selection_pool": "validation"}
 
 
@@ -46,16 +50,23 @@ def pool_record(task: Task) -> dict[str, Any]:
     }
 
 
+def decontaminated_benchmarks(extra: list[str] | tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The paper's benchmarks, then any other benchmark a grid evaluates, once each."""
+    return tuple(dict.fromkeys([*DECONTAMINATED_BENCHMARKS, *extra]))
+
+
 def build_pools(
     data_dir: str | os.PathLike[str] | None,
     out: Path,
     *,
-    threshold: float = 0.9,
-    embedder: str = "all-minilm-l6-v2",
+    benchmarks: list[str] | tuple[str, ...] = DECONTAMINATED_BENCHMARKS,
+    threshold: float = DEFAULT_THRESHOLD,
+    embedder: str = DEFAULT_EMBEDDER,
 ) -> dict[str, Any]:
+    benchmarks = decontaminated_benchmarks(benchmarks)
     mbpp = load_benchmark("mbpp", data_dir)
-    evaluation = [t for name in EVALUATION_BENCHMARKS for t in load_benchmark(name, data_dir)]
-    plus_ids = {int(t.task_id.split("/")[-1]) for t in evaluation if t.benchmark == "mbppplus"}
+    evaluation = [t for name in benchmarks for t in evaluation_tasks(name, data_dir)]
+    evaluated_ids = {mbpp_id(t): i for i, t in enumerate(evaluation) if mbpp_id(t) is not None}
     eval_texts = [evaluation_text(t) for t in evaluation]
     eval_norm = {normalize_text(text): i for i, text in enumerate(eval_texts)}
 
@@ -64,13 +75,12 @@ def build_pools(
 
     pools: dict[str, list[dict[str, Any]]] = {name: [] for name in POOLS}
     removed = []
-    index_of = {(t.benchmark, t.task_id): i for i, t in enumerate(evaluation)}
     for row, task in enumerate(candidates):
         nearest = int(np.argmax(similarity[row]))
         reasons = []
-        if int(task.task_id) in plus_ids:
+        if int(task.task_id) in evaluated_ids:
             reasons.append("id")
-            nearest = index_of[("mbppplus", f"Mbpp/{task.task_id}")]
+            nearest = evaluated_ids[int(task.task_id)]
         if normalize_text(task.description) in eval_norm:
             reasons.append("text")
         if similarity[row].max() >= threshold:
@@ -101,11 +111,16 @@ def build_pools(
     report = {
         "threshold": threshold,
         "embedder": embedder,
-        "evaluation_benchmarks": list(EVALUATION_BENCHMARKS),
+        "evaluation_benchmarks": list(benchmarks),
         "counts": counts,
         "removed": removed,
         "provenance": provenance(
-            config={"command": "data split", "threshold": threshold, "embedder": embedder},
+            config={
+                "command": "data split",
+                "benchmarks": list(benchmarks),
+                "threshold": threshold,
+                "embedder": embedder,
+            },
             data_hashes=hashes,
             model={"embedder": embedder},
         ),

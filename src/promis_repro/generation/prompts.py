@@ -35,6 +35,8 @@ def shown_tests(task: Task) -> list[str]:
 def instruct_message(task: Task, description: str) -> str:
     if task.benchmark in MBPP_FAMILY:
         tests = "\n".join(shown_tests(task))
+        if not tests:  # a task presented without a visible test (training, as some test-time tasks come)
+            return f"{description.strip()}\n"
         return f"{description.strip()}\nYour code should pass this test:\n{tests}\n"
     if task.benchmark in HUMANEVAL_FAMILY:
         return f"Complete the following Python function:\n```python\n{description.rstrip()}\n```\n"

@@ -13,13 +13,17 @@ from promis_repro.io import atomic_write_jsonl
 def split(
     data_dir: str | os.PathLike[str] | None,
     out: str | os.PathLike[str],
+    benchmarks: list[str] | None = None,
     threshold: float = 0.9,
     embedder: str = "all-minilm-l6-v2",
 ) -> dict[str, Any]:
-    """``train_pool.jsonl``, ``selection_pool.jsonl`` and ``decontamination.json`` in ``out``."""
+    """``train_pool.jsonl``, ``selection_pool.jsonl`` and ``decontamination.json`` in ``out``.
+
+    The pools are decontaminated against the paper's benchmarks and any of ``benchmarks`` beside them.
+    """
     from promis_repro.data.split import build_pools
 
-    report = build_pools(data_dir, Path(out), threshold=threshold, embedder=embedder)
+    report = build_pools(data_dir, Path(out), benchmarks=benchmarks or (), threshold=threshold, embedder=embedder)
     counts = report["counts"]
     print(
         f"train pool {counts['train_pool']} tasks, selection pool {counts['selection_pool']} "

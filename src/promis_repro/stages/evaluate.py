@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from promis_repro.errors import UserError
-from promis_repro.io import sha256_of, write_outputs
+from promis_repro.io import atomic_write_jsonl, sha256_of, write_outputs
 from promis_repro.metrics import summarize
 from promis_repro.provenance import provenance
 
@@ -66,7 +67,8 @@ def evaluate(
 def evaluate_cell(
     cell: str | os.PathLike[str], benchmark: str, data_dir: str | os.PathLike[str] | None, workers: int = 2
 ) -> dict[str, Any]:
-    """A cell's ``results.jsonl`` (with APPS difficulty) and ``metrics.json`` (scores, cost, budget, provenance)."""
+    """A cell's ``results.jsonl`` (with APPS difficulty), ``candidates.jsonl`` (every candidate of the
+    trajectories, scored on the hidden tests: the budget curve's input) and ``metrics.json``."""
     cell = Path(cell)
     cost_path = cell / "cost.json"
     if not cost_path.exists():
@@ -75,6 +77,7 @@ def evaluate_cell(
     rows, tasks, hashes, sandbox = _score(benchmark, cell / "samples.jsonl", data_dir, workers)
     difficulty = {task.task_id: task.difficulty for task in tasks}
     rows = [{**row, "difficulty": difficulty.get(row["task_id"])} for row in rows]  # APPS tables by difficulty
+    candidates = _score_candidates(cell, benchmark, data_dir, workers, rows)
     run = cost["provenance"]
     metrics: dict[str, Any] = {
         "model": run.get("config", {}).get("model"),
@@ -83,10 +86,13 @@ def evaluate_cell(
         "seed": run.get("seed"),
         "feedback": cost["feedback"],
         "leaky": cost["leaky"],
+        "protocol": cost.get("protocol", "ours"),
         **summarize(rows),
         "cost": cost["mean_per_task"],
         "budget": cost["budget"],
         "reward": cost["reward"]["formula"],
+        "pools": cost.get("pools"),  # sha256 of the training side the run was checked against
+        "stops": _stops(cost),
         "sandbox": sandbox,
     }
     metrics["provenance"] = provenance(
@@ -95,6 +101,57 @@ def evaluate_cell(
         model=run.get("model"),
         seed=run.get("seed"),
     )
-    write_outputs(cell, {"results.jsonl": rows}, {"metrics.json": metrics})
+    write_outputs(cell, {"results.jsonl": rows, "candidates.jsonl": candidates}, {"metrics.json": metrics})
     print(f"{cell}: pass@1 {metrics['pass_at_1']:.4f}, softpass@1 {metrics['soft_pass_at_1']:.4f}")
     return metrics
+
+
+def _stops(cost: dict[str, Any]) -> dict[str, int]:
+    """How many of the cell's tasks ended for each reason (``strategies.actions``: budget, pass, ...)."""
+    stops: dict[str, int] = {}
+    for entry in cost["per_task"].values():
+        reason = entry.get("stop", "not recorded")
+        stops[reason] = stops.get(reason, 0) + 1
+    return stops
+
+
+def _score_candidates(
+    cell: Path, benchmark: str, data_dir: str | os.PathLike[str] | None, workers: int, finals: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Every candidate a strategy produced (``trajectories.jsonl``), scored once on the hidden tests.
+
+    Rows carry what the strategy saw (its visible feedback) and what it cost (``budget_calls``), so
+    the best-so-far candidate after k calls is chosen later without new generation; codes scored
+    already (the final solutions, repeats) are not run again.
+    """
+    from promis_repro.io import read_jsonl
+
+    scored = {}
+    for (_, sample), result in zip(read_jsonl(cell / "samples.jsonl"), finals, strict=True):
+        scored.setdefault((str(sample["task_id"]), sample["solution"]), result)
+    steps = [row for _, row in read_jsonl(cell / "trajectories.jsonl") if "code" in row]
+    pending = list(
+        dict.fromkeys((str(s["task_id"]), s["code"]) for s in steps if (str(s["task_id"]), s["code"]) not in scored)
+    )
+    if pending:
+        with tempfile.TemporaryDirectory(prefix="promis-candidates-") as scratch:
+            path = Path(scratch) / "samples.jsonl"
+            atomic_write_jsonl(path, ({"task_id": task_id, "solution": code} for task_id, code in pending))
+            results, *_ = _score(benchmark, path, data_dir, workers)
+        scored.update(zip(pending, results, strict=True))
+    rows = []
+    for step in steps:
+        result = scored[(str(step["task_id"]), step["code"])]
+        feedback = step.get("feedback") or {}
+        rows.append(
+            {
+                "task_id": str(step["task_id"]),
+                "step": step["step"],
+                "budget_calls": step.get("budget_calls", step.get("generator_calls")),
+                "feedback_soft": feedback.get("soft", 0.0),
+                "feedback_passed": bool(feedback.get("passed", False)),
+                "passed": result["passed"],
+                "soft_pass": result["soft_pass"],
+            }
+        )
+    return rows

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from promis_repro.errors import UserError
-from promis_repro.grid import LEAKY_FEEDBACK
+from promis_repro.grid import LEAKY_FEEDBACK, check_protocol
 from promis_repro.io import atomic_write_json, atomic_write_jsonl
 from promis_repro.provenance import provenance
 from promis_repro.strategies.config import load_strategy_file
@@ -30,21 +30,27 @@ def run(
     out: str | os.PathLike[str],
     limit: int | None = None,
     data_dir: str | os.PathLike[str] | None = None,
+    pools: str | os.PathLike[str] | None = None,
     config_path: str | None = None,
     budget: int | None = None,
     max_new_tokens: int | None = None,
     trained_dir: str | None = None,
     batch_size: int = 32,
+    protocol: str = "ours",
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Write ``samples.jsonl``, ``trajectories.jsonl`` and ``cost.json`` into ``out``; returns the cost record.
 
-    ``config_path``: a strategy settings file; ``budget``/``max_new_tokens`` override it; ``trained_dir``:
-    what ``train`` wrote, for the strategies that need it; ``quiet``: no progress bar.
+    ``pools``: what ``data split`` wrote (default: the cached default pools); a task the agents trained
+    or were selected on is refused before anything runs (``data/leakage.py``). ``config_path``: a
+    strategy settings file; ``budget``/``max_new_tokens`` override it. ``trained_dir``: what ``train``
+    wrote, for the strategies that need it. ``protocol``: the label of the run's protocol (``grid.PROTOCOLS``),
+    carried into every output. ``quiet``: no progress bar.
     """
     from promis_repro.agent.grpo import adapter_spec
     from promis_repro.agent.trained import load_trained
-    from promis_repro.data.registry import load_benchmark
+    from promis_repro.data.leakage import TrainingSide
+    from promis_repro.data.registry import evaluation_tasks
     from promis_repro.generation.registry import get_model
     from promis_repro.strategies.feedback import check_mode
     from promis_repro.strategies.registry import get_strategy
@@ -52,11 +58,14 @@ def run(
 
     spec = get_strategy(strategy)
     check_mode(feedback)
+    check_protocol(protocol)
     settings = load_strategy_file(config_path, budget=budget, max_new_tokens=max_new_tokens)
     config, reward = settings.config, settings.reward
-    tasks = load_benchmark(benchmark, data_dir)[:limit]
+    tasks = evaluation_tasks(benchmark, data_dir)[:limit]
     if not tasks:
         raise UserError(f"benchmark {benchmark} has no tasks to run (limit {limit})")
+    training_side = TrainingSide.load(pools, data_dir)
+    training_side.check(benchmark, tasks)
     trained = load_trained(strategy, trained_dir) if spec.trained else None
     if not spec.uses_rewriter:
         rewriter = None  # recorded as unused
@@ -112,6 +121,7 @@ def run(
         "benchmark": benchmark,
         "seed": seed,
         "feedback": feedback,
+        "protocol": protocol,
         "limit": limit,
         "strategy_config": config.as_dict(),
         "reward": reward.as_dict(),
@@ -125,6 +135,7 @@ def run(
         "benchmark": benchmark,
         "feedback": feedback,
         "leaky": leaky,
+        "protocol": protocol,
         "n_tasks": len(tasks),
         "budget": {"generator_calls": config.max_generator_calls, "rewriter_calls": config.max_rewriter_calls},
         "reward": reward.as_dict(),
@@ -132,8 +143,12 @@ def run(
         "mean_per_task": {k: v / len(tasks) for k, v in totals.items()},
         "wall_seconds": round(wall, 3),
         "per_task": per_task,
+        "pools": training_side.hashes,
         "provenance": provenance(
-            config=run_config, data_hashes={benchmark: tasks[0].source_hash}, model=model_ids, seed=seed
+            config=run_config,
+            data_hashes={benchmark: tasks[0].source_hash} | {f"pools/{k}": v for k, v in training_side.hashes.items()},
+            model=model_ids,
+            seed=seed,
         ),
     }
     out = Path(out)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from promis_repro import grid
 from promis_repro.errors import UserError
-from promis_repro.io import atomic_write_json
+from promis_repro.grid import check_protocol
+from promis_repro.io import atomic_write_json, sha256_of
 from promis_repro.provenance import provenance
 from promis_repro.settings import from_mapping
 from promis_repro.strategies.config import StrategyFile, load_strategy_file
@@ -30,6 +31,8 @@ class _Run:
     train: list[Any]  # tasks of the train pool
     selection: list[Any]  # tasks of the selection pool
     out: Path
+    train_feedback: str  # strategies.feedback.TRAIN_FEEDBACK_MODES
+    no_visible_fraction: float  # the evaluated benchmarks' share of tasks without a visible test
 
 
 def _lpo(run: _Run, timesteps: int | None, where: str) -> tuple[dict[str, Any], str]:
@@ -54,7 +57,11 @@ def _ppo(run: _Run, timesteps: int | None, where: str) -> tuple[dict[str, Any], 
     if timesteps is not None:
         values["total_timesteps"] = timesteps
     config = from_mapping(PPOConfig, values, f"{where}: ppo")
-    result = train_ppo(run.tools, run.models.call, run.train, run.selection, run.out, config)
+    if config.no_visible_fraction is None:  # as many as the evaluated benchmarks have
+        config = replace(config, no_visible_fraction=round(run.no_visible_fraction, 6))
+    result = train_ppo(
+        run.tools, run.models.call, run.train, run.selection, run.out, config, train_feedback=run.train_feedback
+    )
     best = result["best"] or {}
     message = f"ppo: {result['timesteps']} timesteps, best selection SoftPass {best.get('soft_pass', 0):.3f}"
     return {"ppo_config": asdict(config), **result}, message
@@ -69,7 +76,9 @@ def _rl_rewriter(run: _Run, timesteps: int | None, where: str) -> tuple[dict[str
         values["max_steps"] = timesteps
     settings = from_mapping(GRPOSettings, values, f"{where}: grpo")
     location, _ = weights_location(run.models.rewriter.spec)
-    result = train_rl_rewriter(run.tools, run.models.call, location, run.train, run.out, settings)
+    result = train_rl_rewriter(
+        run.tools, run.models.call, location, run.train, run.out, settings, train_feedback=run.train_feedback
+    )
     summary = {
         "grpo_settings": asdict(settings),
         "steps": result["steps"],
@@ -88,6 +97,13 @@ if tuple(TRAINERS) != grid.AGENTS:  # every agent of the grid, and only those, c
     raise RuntimeError(f"trainers {tuple(TRAINERS)} differ from grid.AGENTS {grid.AGENTS}")
 
 
+def _pool_files(pools: str | os.PathLike[str] | None, data_dir: str | os.PathLike[str] | None) -> list[Path]:
+    from promis_repro.data.pools import POOL_NAMES, default_pools_dir
+
+    directory = Path(pools) if pools is not None else default_pools_dir(data_dir)
+    return [directory / f"{name}.jsonl" for name in POOL_NAMES]
+
+
 def train(
     *,
     agent: str,
@@ -104,10 +120,22 @@ def train(
     timesteps: int | None = None,
     max_new_tokens: int | None = None,
     batch_size: int = 32,
+    train_feedback: str = "visible",
+    eval_benchmarks: list[str] | None = None,
+    protocol: str = "ours",
 ) -> dict[str, Any]:
-    """Train ``agent`` (``timesteps``: PPO timesteps or GRPO steps) and write ``out/training.json``."""
+    """Train ``agent`` (``timesteps``: PPO timesteps or GRPO steps) and write ``out/training.json``.
+
+    ``train_feedback``: ``visible`` trains under test-time conditions (feedback from the visible test
+    only, reward from the held-out tests), ``all`` the paper's way. ``eval_benchmarks``: the benchmarks
+    the agent will be evaluated on (default: the paper's); PPO presents as many training episodes
+    without a visible test as their share of such tasks.
+    """
     from promis_repro.data.pools import load_pool
+    from promis_repro.data.registry import evaluation_tasks
+    from promis_repro.data.split import DECONTAMINATED_BENCHMARKS
     from promis_repro.strategies.actions import Tools
+    from promis_repro.strategies.feedback import check_train_feedback, no_visible_share
     from promis_repro.strategies.runner import Models
 
     if agent not in TRAINERS:
@@ -115,16 +143,19 @@ def train(
     # ppo's action 2 and lpo's debugger/optimizer prompts call the rewriter; rl_rewriter trains it
     if rewriter is None:
         raise UserError(f"agent {agent} needs a rewriter model (--rewriter)")
+    check_train_feedback(train_feedback)
+    check_protocol(protocol)
     settings = load_strategy_file(config_path, budget=budget, max_new_tokens=max_new_tokens)
+    benchmarks = list(eval_benchmarks or DECONTAMINATED_BENCHMARKS)
+    share = no_visible_share([t for b in benchmarks for t in evaluation_tasks(b, data_dir)])
     config, reward = settings.config, settings.reward
     train_tasks = load_pool("train_pool", data_dir, pools)[:limit]
     selection = load_pool("selection_pool", data_dir, pools)[:selection_limit]
     models = Models(model, rewriter, batch_size=batch_size)
     tools = Tools(models.generator.spec, models.rewriter.spec if models.rewriter else None, config, reward, seed)
     out = Path(out)
-    result, message = TRAINERS[agent](
-        _Run(settings, models, tools, train_tasks, selection, out), timesteps, config_path or "config"
-    )
+    run = _Run(settings, models, tools, train_tasks, selection, out, train_feedback, share)
+    result, message = TRAINERS[agent](run, timesteps, config_path or "config")
     run_config: dict[str, Any] = {
         "command": "train",
         "agent": agent,
@@ -135,6 +166,9 @@ def train(
         "reward": reward.as_dict(),
         "limit": limit,
         "selection_limit": selection_limit,
+        "train_feedback": train_feedback,
+        "eval_benchmarks": benchmarks,
+        "protocol": protocol,
         **settings.sections,
     }
     model_ids = {"generator": models.generator.model_id}
@@ -142,13 +176,20 @@ def train(
         model_ids["rewriter"] = models.rewriter.model_id
     summary: dict[str, Any] = {
         "agent": agent,
+        "protocol": protocol,
         "n_train": len(train_tasks),
         "n_selection": len(selection),
+        # what the agent saw, for the report's leakage audit
+        "train_ids": [t.task_id for t in train_tasks],
+        "selection_ids": [t.task_id for t in selection],
         "reward": reward.as_dict(),
+        "train_feedback": train_feedback,
+        "no_visible_share": {"benchmarks": benchmarks, "share": share},
         **result,
     }
+    pool_hashes = {f"pools/{p.name}": sha256_of(p) for p in _pool_files(pools, data_dir)}
     summary["provenance"] = provenance(
-        config=run_config, data_hashes={"mbpp": train_tasks[0].source_hash}, model=model_ids, seed=seed
+        config=run_config, data_hashes={"mbpp": train_tasks[0].source_hash} | pool_hashes, model=model_ids, seed=seed
     )
     atomic_write_json(out / "training.json", summary)
     print(f"{message} -> {out}")

@@ -31,6 +31,12 @@ from promis_repro.strategies.mutation import LexicalMutator, MutationResult
 from promis_repro.strategies.prompt_parts import PromptParts
 from promis_repro.strategies.rewrite import RewriteResult, parse_rewrite, rewrite_request
 
+#: why an episode ended (``stop`` in each task's cost entry); every strategy may use the same budget
+SINGLE = "single generation"  # the strategy generates once by design (direct, lpo, the *_once rows)
+PASSED = "visible feedback passed"  # it stopped early on a pass of the tests it may see
+BUDGET = "budget spent"
+OWN_END = "strategy's own end"  # its own limit or rule (max_steps, EPiC's acceptance, iteration limits)
+
 
 @dataclass
 class Tools:
@@ -227,6 +233,8 @@ class EpisodeContext:
                 "feedback": fb.as_dict(),
                 "reward": round(reward, 6),
                 "generator_calls": self.ledger.count("generator", budgeted_only=False),
+                # the calls that count against the budget so far (the budget curve's k)
+                "budget_calls": self.ledger.count("generator"),
                 "rewriter_calls": self.ledger.count("rewriter", budgeted_only=False),
                 **extra,
             }
@@ -236,7 +244,16 @@ class EpisodeContext:
         # highest feedback fitness; the earliest on ties (so with no signal the first answer stands)
         return max(self.candidates, key=lambda c: (c.fitness, -c.step))
 
-    def finish(self, chosen: Candidate | None = None, **info: Any) -> Trajectory:
+    def stop_reason(self) -> str:
+        if self.remaining("generator") <= 0:
+            return BUDGET
+        if self.candidates and self.candidates[-1].feedback.passed:
+            return PASSED
+        return OWN_END
+
+    def finish(self, chosen: Candidate | None = None, stop: str | None = None, **info: Any) -> Trajectory:
+        """End the episode with ``chosen`` (default: the best by feedback); ``stop``: why (default: inferred)."""
+        info["stop"] = stop or self.stop_reason()
         chosen = chosen or (self.best() if self.candidates else None)
         if chosen is not None:
             self.trajectory.final_code = chosen.code

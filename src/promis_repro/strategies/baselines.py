@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from promis_repro.generation.base import ChatPrompt
 from promis_repro.generation.prompts import SYSTEM
-from promis_repro.strategies.actions import EpisodeContext
+from promis_repro.strategies.actions import BUDGET, OWN_END, SINGLE, EpisodeContext
 from promis_repro.strategies.engine import Episode
 
 SELF_CORRECT_INSTRUCTION = (
@@ -19,7 +19,23 @@ def direct(ctx: EpisodeContext) -> Episode:
     """Action 0 once."""
     candidate = yield from ctx.code(ctx.parts.text)
     ctx.log(0, candidate)
-    return ctx.finish(candidate)
+    return ctx.finish(candidate, stop=SINGLE)
+
+
+def _once(action: int) -> Callable[[EpisodeContext], Episode]:
+    def episode(ctx: EpisodeContext) -> Episode:
+        candidate, extra = yield from ctx.act(action, ctx.parts.text, "")
+        ctx.log(action, candidate, **extra)
+        return ctx.finish(candidate, stop=SINGLE)
+
+    episode.__doc__ = f"The paper's single-application row: action {action} once on the original prompt, then code."
+    return episode
+
+
+#: the paper's "Genetic mutation (action 1)" and "Semantic rewriting (action 2)" rows: one application each
+#: (as the agent's first step: no feedback yet), beside our budgeted ga_only and rewrite_only
+ga_once = _once(1)
+rewrite_once = _once(2)
 
 
 def ga_only(ctx: EpisodeContext) -> Episode:
@@ -94,13 +110,18 @@ def _follow_up_prompt(ctx: EpisodeContext, previous_code: str, instruction: str)
 
 
 def self_correct(ctx: EpisodeContext) -> Episode:
-    """Multi-turn self-correction (SCoRe's prompt): no tests, the last turn's code is the answer."""
+    """Multi-turn self-correction (SCoRe's prompt): no tests, the last turn's code is the answer.
+
+    ``self_correct_turns`` turns (default: the generator budget, as every strategy may use); SCoRe's
+    own protocol is 2 turns (``self_correct_turns: 2``).
+    """
     candidate = yield from ctx.code(ctx.parts.text)
     ctx.log(0, candidate)
-    for _ in range(ctx.config.self_correct_turns - 1):
+    for _ in range(ctx.config.iterations(ctx.config.self_correct_turns) - 1):
         if ctx.remaining("generator") <= 0:
             break
         prompt, prefix = _follow_up_prompt(ctx, candidate.code, SELF_CORRECT_INSTRUCTION)
         candidate = yield from ctx.code(ctx.parts.text, prompt=prompt, prefix=prefix)
         ctx.log("self_correct", candidate)
-    return ctx.finish(candidate)
+    # it sees no tests, so it never stops on a pass
+    return ctx.finish(candidate, stop=BUDGET if ctx.remaining("generator") <= 0 else OWN_END)

@@ -43,19 +43,26 @@ class StrategyConfig:
     epic_rewriter_temperature: float = 0.9  # EPiC samples its rewrites at 0.9
     epic_rewrite_template: str = EPIC_TEMPLATE
     # reflexion
-    reflexion_max_iters: int = 2  # counts the first implementation (Reflexion's example script: 2)
+    # None: the generator budget (equal budgets); counts the first implementation (Reflexion's example script: 2)
+    reflexion_max_iters: int | None = None
     reflexion_temperature: float = 0.0  # Reflexion writes code greedily
     # self_correct
-    self_correct_turns: int = 2
+    self_correct_turns: int | None = None  # None: the generator budget (SCoRe's own protocol: 2)
     # compose: actions edit the current prompt (True) or the original one (the public code)
     compose: bool = True
     # lpo
     lpo: dict[str, Any] = field(default_factory=dict)
 
     def check(self, where: str) -> None:
-        for key in ("max_generator_calls", "max_rewriter_calls", "max_steps", "max_new_tokens", "mutation_variants"):
-            if getattr(self, key) < 1:
-                raise UserError(f"{where}: {key} must be >= 1")
+        keys = ("max_generator_calls", "max_rewriter_calls", "max_steps", "max_new_tokens", "mutation_variants")
+        for key in (*keys, "reflexion_max_iters", "self_correct_turns"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise UserError(f"{where}: {key} must be an integer >= 1")
+
+    def iterations(self, limit: int | None) -> int:
+        """A strategy's own iteration limit, or the generator budget when it has none (equal budgets)."""
+        return self.max_generator_calls if limit is None else limit
 
     def selfgen_count(self, strategy: str) -> int:
         return int(self.selfgen_tests.get(strategy, self.selfgen_tests.get("default", 5)))

@@ -176,3 +176,55 @@ def selfgen_request(task: Task, description: str, n: int) -> str:
     if task.entry_point and not isinstance(task.visible_tests, StdioTests):
         return SELFGEN_TEMPLATE.format(n=n, function=task.entry_point, description=description.strip())
     return SELFGEN_STDIO_TEMPLATE.format(n=n, description=description.strip())
+
+
+#: how training episodes get feedback and reward (``train --train-feedback``)
+TRAIN_FEEDBACK_MODES = ("visible", "all")
+
+
+def check_train_feedback(mode: str) -> str:
+    if mode not in TRAIN_FEEDBACK_MODES:
+        raise UserError(f"unknown training feedback mode {mode!r}; known: {', '.join(TRAIN_FEEDBACK_MODES)}")
+    return mode
+
+
+def held_out_tests(task: Task) -> Tests:
+    """A training task's tests that its prompt does not show: the reward's tests under ``visible``.
+
+    For MBPP (the pools' benchmark) the hidden asserts minus the shown one; a task whose every test is
+    shown falls back to all of its tests.
+    """
+    hidden, visible = task.hidden_tests, task.visible_tests
+    if isinstance(hidden, AssertTests) and isinstance(visible, AssertTests):
+        rest = [a for a in hidden.asserts if a not in set(visible.asserts)]
+        if rest:
+            return replace(hidden, asserts=rest, n_tests=None)
+    return hidden
+
+
+def without_visible_tests(task: Task) -> Task:
+    """The task as a test-time task without visible tests comes: no shown test in the prompt, none to run."""
+    tests = task.visible_tests
+    empty: Tests = (
+        StdioTests([]) if isinstance(tests, StdioTests) else AssertTests("", [], entry_point=task.entry_point)
+    )
+    return replace(task, visible_tests=empty)
+
+
+def training_suites(task: Task, mode: str, show_visible: bool = True) -> tuple[FeedbackSuite, FeedbackSuite]:
+    """(the suite whose results the policy sees, the suite the reward and selection score on) for a training task.
+
+    ``visible`` (default): feedback from the visible test(s) only, exactly as at test time (none when the
+    task is presented without them), reward from the task's held-out tests. ``all``: both from every
+    test of the task (the paper's protocol).
+    """
+    if check_train_feedback(mode) == "all":
+        suite = FeedbackSuite(task, "train", task.hidden_tests)
+        return suite, suite
+    presented = task if show_visible else without_visible_tests(task)
+    return fixed_suite(presented, "visible"), FeedbackSuite(task, "train", held_out_tests(task))
+
+
+def no_visible_share(tasks: list[Task]) -> float:
+    """The share of ``tasks`` that come without a visible test (31 of HumanEval+'s 164, for one)."""
+    return sum(not _has_tests(t.visible_tests) for t in tasks) / len(tasks) if tasks else 0.0

@@ -26,7 +26,7 @@ from promis_repro.data.task import Task
 from promis_repro.errors import UserError
 from promis_repro.io import atomic_write_json
 from promis_repro.provenance import config_hash
-from promis_repro.strategies.actions import EpisodeContext, Tools
+from promis_repro.strategies.actions import SINGLE, EpisodeContext, Tools
 from promis_repro.strategies.engine import Episode, ModelCall, derive_seed, drive
 from promis_repro.strategies.feedback import FeedbackSuite
 from promis_repro.strategies.prompt_parts import PromptParts, editable_parts
@@ -254,6 +254,6 @@ def lpo_episode(instruction: str):
         ctx.parts = InstructedParts.wrap(ctx.parts, instruction)
         candidate = yield from ctx.code(ctx.parts.text)
         ctx.log(0, candidate, instruction=instruction)
-        return ctx.finish(candidate)
+        return ctx.finish(candidate, stop=SINGLE)
 
     return episode

@@ -5,10 +5,14 @@
 so what the policy sees at test time is built exactly as what it was trained on.
 
 Features, in order (as in the paper's public code): len(prompt)/1000, words/100, feedback
-count/10, step/10, dataset position (the task's index / number of tasks of the run), "def " in
-prompt, "class " in prompt, "import " in prompt, len(last feedback)/1000, "error" in the last
-feedback. The feedback count equals the step (every step runs its code on the feedback tests once),
-as in the public code. With ``embeddings`` on, the unit MiniLM vectors of the current prompt and of
+count/10, step/10, a task feature, "def " in prompt, "class " in prompt, "import " in prompt,
+len(last feedback)/1000, "error" in the last feedback. The feedback count equals the step (every
+step runs its code on the feedback tests once), as in the public code. The task feature (``kind``):
+``visible`` (ours) 1.0 when the task has visible tests to run and 0.0 when it has none (31 HumanEval+
+tasks at test time, some training episodes by design), which means the same in training and at test
+time; ``position`` (the paper's protocol) the public code's "dataset position", the task's index
+divided by the number of tasks of the run, which at test time only says where a task sits in a
+benchmark file. With ``embeddings`` on, the unit MiniLM vectors of the current prompt and of
 the last feedback follow (2 x 384 numbers). Values are clipped to [-1, 100].
 """
 
@@ -34,14 +38,14 @@ def observation_size(embeddings: bool) -> int:
     return N_FEATURES + (2 * EMBEDDING_DIM if embeddings else 0)
 
 
-def hand_features(prompt: str, feedback_count: int, step: int, position: float, last_feedback: str) -> np.ndarray:
+def hand_features(prompt: str, feedback_count: int, step: int, task_feature: float, last_feedback: str) -> np.ndarray:
     return np.array(
         [
             len(prompt) / 1000,
             len(prompt.split()) / 100,
             feedback_count / 10,
             step / 10,
-            position,
+            task_feature,
             float("def " in prompt),
             float("class " in prompt),
             float("import " in prompt),
@@ -52,10 +56,16 @@ def hand_features(prompt: str, feedback_count: int, step: int, position: float, 
     )
 
 
-def observe(ctx: EpisodeContext, text: str, step: int, last_feedback: str, *, embeddings: bool) -> np.ndarray:
+OBSERVATION_KINDS = ("visible", "position")
+
+
+def observe(
+    ctx: EpisodeContext, text: str, step: int, last_feedback: str, *, embeddings: bool, kind: str = "visible"
+) -> np.ndarray:
     """The policy's view of an episode after ``step`` steps: the prompt built around ``text``, the last feedback."""
     prompt = ctx.parts.compose(text)
-    observation = hand_features(prompt, step, step, ctx.position, last_feedback)
+    task_feature = ctx.position if kind == "position" else float(ctx.suite.n_tests > 0)
+    observation = hand_features(prompt, step, step, task_feature, last_feedback)
     if embeddings:
         vectors = embed([prompt, last_feedback or "(no feedback yet)"], ctx.config.embedder).reshape(-1)
         observation = np.concatenate([observation, vectors.astype(np.float32)])
@@ -68,6 +78,7 @@ class TrainedPolicy:
 
     policy: Any  # a stable-baselines3 policy
     embeddings: bool
+    observation: str = "visible"  # the task feature it was trained with (OBSERVATION_KINDS)
 
     def choose(self, observation: np.ndarray) -> int:
         return int(self.policy.predict(observation, deterministic=True)[0])
@@ -78,7 +89,8 @@ def policy_episode(trained: TrainedPolicy) -> Callable[[EpisodeContext], Episode
 
     def episode(ctx: EpisodeContext) -> Episode:
         def choose(text: str, step: int, last_feedback: str) -> int:
-            return trained.choose(observe(ctx, text, step, last_feedback, embeddings=trained.embeddings))
+            features = observe(ctx, text, step, last_feedback, embeddings=trained.embeddings, kind=trained.observation)
+            return trained.choose(features)
 
         return (yield from stepwise(ctx, choose))
 

@@ -2,7 +2,8 @@
 
 Internal tests are the feedback suite (Reflexion writes its own, one per problem: ``--feedback
 selfgen``). First implementation; then, while the internal tests fail and ``reflexion_max_iters``
-allows (it counts the first implementation, as in Reflexion's code): a self-reflection on the
+allows (it counts the first implementation, as in Reflexion's code; by default the generator budget,
+so Reflexion may use as many calls as every other strategy): a self-reflection on the
 failing code and its test results, then an improved implementation that sees the previous code,
 the results and the reflection. Code is written greedily (``reflexion_temperature`` 0). Stops as
 soon as the internal tests pass. The answer is the last implementation (Reflexion does not select
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from promis_repro.generation.base import ChatPrompt
 from promis_repro.generation.prompts import completion_prefix
-from promis_repro.strategies.actions import EpisodeContext
+from promis_repro.strategies.actions import BUDGET, OWN_END, PASSED, EpisodeContext
 from promis_repro.strategies.engine import Episode
 
 REFLECTION_SYSTEM = (
@@ -40,8 +41,13 @@ def reflexion(ctx: EpisodeContext) -> Episode:
     implementation = yield from ctx.code(ctx.parts.text, temperature=temperature)
     ctx.log(0, implementation, reflexion_iteration=0)
     # Reflexion counts the first implementation among its max_iters
-    for iteration in range(1, ctx.config.reflexion_max_iters):
-        if implementation.feedback.passed or ctx.remaining("generator") < 2:
+    stop = OWN_END
+    for iteration in range(1, ctx.config.iterations(ctx.config.reflexion_max_iters)):
+        if implementation.feedback.passed:
+            stop = PASSED
+            break
+        if ctx.remaining("generator") < 2:  # a reflection and an implementation no longer fit
+            stop = BUDGET
             break
         results = f"[unit test results]:\n{implementation.feedback.text}"
         previous = f"[previous impl]:\n```python\n{implementation.code.rstrip()}\n```"
@@ -65,4 +71,6 @@ def reflexion(ctx: EpisodeContext) -> Episode:
             prompt = ChatPrompt(messages=(("system", IMPROVE_SYSTEM), ("user", user)))
             implementation = yield from ctx.code(ctx.parts.text, prompt=prompt, temperature=temperature)
         ctx.log("reflexion", implementation, reflexion_iteration=iteration, reflection=reflection)
-    return ctx.finish(implementation)
+    else:  # every iteration ran: why it stopped is the last implementation's feedback, or the budget
+        stop = ctx.stop_reason()
+    return ctx.finish(implementation, stop=stop)

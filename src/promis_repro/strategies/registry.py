@@ -40,6 +40,8 @@ def _untrained(function: EpisodeFunction) -> Callable[[Any], EpisodeFunction]:
 
 _ENTRIES = (
     Strategy("direct", _untrained(baselines.direct), "action 0 once"),
+    Strategy("ga_once", _untrained(baselines.ga_once), "action 1 once on the original prompt (the paper's row)"),
+    Strategy("rewrite_once", _untrained(baselines.rewrite_once), "action 2 once (the paper's row)", True),
     Strategy("ga_only", _untrained(baselines.ga_only), "mutations of the best prompt so far"),
     Strategy("rewrite_only", _untrained(baselines.rewrite_only), "rewrites of the best prompt so far", True),
     Strategy("random_hybrid", _untrained(baselines.random_hybrid), "uniformly random actions", True),
