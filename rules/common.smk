@@ -24,6 +24,9 @@ if shutil.which("promis-repro") is None:
         f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"
     )
 DATA_DIR_ARG = f"--data-dir {config['data_dir']}" if config.get("data_dir") else ""
+# where the kernel refuses user namespaces, generated code runs only when the config says so (and it is recorded);
+# a top-level option, so it goes between "promis-repro" and the command
+SANDBOX_ARG = "--allow-weak-sandbox" if config["allow_weak_sandbox"] else ""
 
 
 # every wildcard's pattern, once for all rules

@@ -4,9 +4,11 @@
 rule evaluate_cell:
     input:
         samples=rules.run_cell.output.samples,
+        trajectories=rules.run_cell.output.trajectories,
         cost=rules.run_cell.output.cost,
     output:
         results=cell_file("results.jsonl"),
+        candidates=cell_file("candidates.jsonl"),
         metrics=cell_file("metrics.json"),
     log:
         log_file("evaluate", grid.CELL_TEMPLATE),
@@ -16,8 +18,9 @@ rule evaluate_cell:
     resources:
         **cpu_resources(),
     params:
+        sandbox=SANDBOX_ARG,
         data_dir=DATA_DIR_ARG,
         cell=lambda wildcards, input: os.path.dirname(input.samples),
     shell:
-        "promis-repro evaluate-cell --cell {params.cell} --benchmark {wildcards.benchmark} --workers {threads} "
+        "promis-repro {params.sandbox} evaluate-cell --cell {params.cell} --benchmark {wildcards.benchmark} --workers {threads} "
         "{params.data_dir} > {log} 2>&1"

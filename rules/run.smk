@@ -15,6 +15,7 @@ rule run_cell:
     resources:
         **gpu_resources(),
     params:
+        sandbox=SANDBOX_ARG,
         data_dir=DATA_DIR_ARG,
         rewriter=config["rewriter"],
         feedback=cell_feedback,
@@ -24,7 +25,7 @@ rule run_cell:
         pools=lambda wildcards, input: os.path.dirname(input.pools),
         protocol=config["protocol"],
     shell:
-        "promis-repro run --strategy {wildcards.strategy} --model {wildcards.model} --rewriter {params.rewriter} "
+        "promis-repro {params.sandbox} run --strategy {wildcards.strategy} --model {wildcards.model} --rewriter {params.rewriter} "
         "--benchmark {wildcards.benchmark} --seed {wildcards.seed} --feedback {params.feedback} "
         "--out {params.out} --pools {params.pools} --config {input.strategy_config} {params.trained} {params.limit} {params.data_dir} "
         "--protocol {params.protocol} --quiet > {log} 2>&1"

@@ -17,6 +17,7 @@ rule train_agent:
     resources:
         **gpu_resources(),
     params:
+        sandbox=SANDBOX_ARG,
         data_dir=DATA_DIR_ARG,
         pools=lambda wildcards, input: os.path.dirname(input.train),
         rewriter=config["rewriter"],
@@ -27,7 +28,7 @@ rule train_agent:
         protocol=config["protocol"],
         limits=f"{limit_arg('limit', config['train'])} {limit_arg('selection_limit', config['train'])}",
     shell:
-        "promis-repro train --agent {wildcards.agent} --model {wildcards.model} --rewriter {params.rewriter} "
+        "promis-repro {params.sandbox} train --agent {wildcards.agent} --model {wildcards.model} --rewriter {params.rewriter} "
         "--seed {wildcards.seed} --out {params.out} --pools {params.pools} --config {input.strategy_config} "
         "{params.timesteps} {params.limits} --train-feedback {params.train_feedback} "
         "--eval-benchmarks {params.benchmarks} --protocol {params.protocol} {params.data_dir} "

@@ -35,6 +35,13 @@ def write_cell(
         for task, passed, soft in outcomes
     ]
     (cell / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    # one candidate per task, written at the first call: the final answer (what evaluate-cell scores)
+    candidates = [
+        {"task_id": r["task_id"], "step": 0, "budget_calls": 1, "feedback_soft": r["soft_pass"],
+         "feedback_passed": r["passed"], "passed": r["passed"], "soft_pass": r["soft_pass"]}
+        for r in rows
+    ]  # fmt: skip
+    (cell / "candidates.jsonl").write_text("".join(json.dumps(c) + "\n" for c in candidates))
     metrics = {
         "model": model,
         "benchmark": benchmark,

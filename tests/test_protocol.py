@@ -74,14 +74,22 @@ def test_the_guard_names_a_training_task_in_one_line(data_dir):
 
 
 def test_a_trained_strategy_on_a_training_task_fails_before_anything_runs(data_dir, tmp_path):
-    # MBPP sanitized merges every split: its train-split tasks are the agents' training tasks
+    import shutil
+
+    # pools that hold an evaluated task (MBPP test task 12, e.g. from an edited or foreign pool file)
+    pools = tmp_path / "pools"
+    shutil.copytree(TrainingSide.load(None, data_dir).directory, pools)
+    with open(pools / "train_pool.jsonl", "a") as handle:
+        handle.write(json.dumps({"task_id": "12", "split": "test"}) + "\n")
     done = _cli("run", "--strategy", "ppo", "--model", "smollm2-135m-instruct", "--rewriter", "smollm2-135m-instruct",
-                "--benchmark", "mbpp_sanitized", "--limit", "427", "--out", str(tmp_path / "cell"),
+                "--benchmark", "mbpp", "--limit", "3", "--pools", str(pools), "--out", str(tmp_path / "cell"),
                 "--data-dir", str(data_dir))  # fmt: skip
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "task mbpp_sanitized/" in lines[0] and " pool by id" in lines[0], lines
+    assert len(lines) == 1 and "task mbpp/12 matches MBPP task 12 of the train pool by id" in lines[0], lines
     assert not (tmp_path / "cell").exists()
+    # MBPP sanitized keeps MBPP's splits: only its test-split tasks are evaluated, so none is a training task
+    assert all(int(t.task_id) <= 510 for t in evaluation_tasks("mbpp_sanitized", data_dir))
 
 
 def test_training_json_lists_the_training_side_and_the_audit_counts_matches(data_dir, tmp_path):

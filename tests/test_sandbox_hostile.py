@@ -1,9 +1,16 @@
-"""Hostile programs: each is contained, scored as a failure, and the harness survives."""
+"""Hostile programs: each is contained, scored as a failure, and the harness survives.
+
+CI runs this file twice, as root (a dedicated uid per run) and as an ordinary user (user
+namespaces), with the same expectations.
+"""
 
 from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -26,18 +33,29 @@ def score(code: str, limits: SandboxLimits | None = None):
     return run_call_tests(code, TESTS, EXPECTED, limits=limits)
 
 
+def _namespace(pid: int | str, kind: str) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/{kind}")
+    except OSError:
+        return None
+
+
 def sandbox_processes(grace: float = 10.0) -> list[int]:
-    """Processes still running as a sandbox uid after ``grace`` seconds (SIGKILLed ones need a moment to be reaped)."""
+    """Processes still running after ``grace`` seconds as a sandbox uid (root) or in a PID namespace other than
+    ours among this user's processes (user namespaces); SIGKILLed ones need a moment to be reaped."""
+    ours = _namespace("self", "pid")
+    me = os.getuid()
     deadline = time.monotonic() + grace
     while True:
         found = []
         for entry in os.scandir("/proc"):
             if entry.name.isdigit():
                 try:
-                    if entry.stat().st_uid in SANDBOX_UID_RANGE:
-                        found.append(int(entry.name))
+                    owner = entry.stat().st_uid
                 except OSError:
                     continue
+                if owner in SANDBOX_UID_RANGE or (owner == me and _namespace(entry.name, "pid") not in (ours, None)):
+                    found.append(int(entry.name))
         if not found or time.monotonic() > deadline:
             return found
         time.sleep(0.1)
@@ -149,21 +167,28 @@ def test_writing_fake_verdicts_to_every_descriptor_is_not_a_pass():
 
 
 def test_killing_the_parent_and_everything_else():
-    code = (
-        "import os, signal\n"
-        "def f(x):\n"
-        "    for pid in (os.getppid(), 1, -1):\n"
-        "        try:\n"
-        "            os.kill(pid, signal.SIGKILL)\n"
-        "        except Exception:\n"
-        "            pass\n"
-        "    return x + 1\n"
-    )
-    result = score(code.replace("os.kill", "__import__('posix').kill"))
-    # the program may kill itself (kill -1 reaches its own uid); the harness goes on
-    assert result.status in ("pass", "fail", "error", "timeout")
-    assert score(CORRECT).status == "pass"
-    assert sandbox_processes() == []
+    # a bystander process of the harness's own user: kill(-1) from the program must not reach it
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    try:
+        code = (
+            "import os, signal\n"
+            "def f(x):\n"
+            f"    for pid in (os.getppid(), 1, -1, {os.getpid()}, {bystander.pid}):\n"
+            "        try:\n"
+            "            os.kill(pid, signal.SIGKILL)\n"
+            "        except Exception:\n"
+            "            pass\n"
+            "    return x + 1\n"
+        )
+        result = score(code.replace("os.kill", "__import__('posix').kill"))
+        # the program may kill itself (kill -1 reaches its own uid or namespace); the harness goes on
+        assert result.status in ("pass", "fail", "error", "timeout")
+        assert bystander.poll() is None, "kill(-1) from the sandbox reached a process outside it"
+        assert score(CORRECT).status == "pass"
+        assert sandbox_processes() == []
+    finally:
+        bystander.kill()
+        bystander.wait()
 
 
 def test_child_process_that_never_exits_and_holds_the_pipes():
@@ -175,8 +200,11 @@ def test_child_process_that_never_exits_and_holds_the_pipes():
     assert sandbox_processes() == []
 
 
-def test_files_outside_the_working_directory_are_untouched(tmp_path_factory):
-    outside = REPO / ".pytest-outside"
+@pytest.mark.parametrize("where", ["home", "tmp"])
+def test_files_outside_the_working_directory_are_untouched(where):
+    # the user's own files: the dedicated uid (root) or the read-only, hidden file system (user namespaces)
+    base = Path.home() if where == "home" else Path(tempfile.mkdtemp(prefix="promis-victim-"))
+    outside = base / ".promis-repro-victim"
     outside.mkdir(exist_ok=True)
     victim = outside / "victim.txt"
     victim.write_text("keep me")
@@ -195,14 +223,29 @@ def test_files_outside_the_working_directory_are_untouched(tmp_path_factory):
             "    return x + 1\n"
         )
         score(code)
-        if not detect_isolation().privileged:
-            pytest.skip("not root: no dedicated uid, so file protection rests on the Python-level guard only")
+        if not detect_isolation().contained:
+            pytest.skip("weak containment (no user namespaces, not root): file protection rests on the Python guard")
         assert victim.read_text() == "keep me"
         assert not (outside / "new.txt").exists()
     finally:
         for path in outside.iterdir():
             path.unlink()
         outside.rmdir()
+        if where != "home":
+            base.rmdir()
+
+
+def test_the_users_home_is_not_readable_under_user_namespaces():
+    if detect_isolation().mode != "user-namespace":
+        pytest.skip("root runs use a dedicated uid, which cannot read the user's private files")
+    secret = Path.home() / ".promis-repro-secret"
+    secret.write_text("token")
+    try:
+        code = f"def f(x):\n    return len(open({str(secret)!r}).read()) + x\n"
+        result = score(code)
+        assert_contained(result, ("fail", "error"))
+    finally:
+        secret.unlink()
 
 
 def test_tcp_connect_to_a_local_port_fails():
@@ -233,7 +276,7 @@ def test_tcp_connect_to_a_local_port_fails():
     thread.join()
     server.close()
     if not detect_isolation().network_namespace:
-        pytest.skip("no network namespace on this kernel")
+        pytest.skip("no network namespace on this kernel (weak containment)")
     assert accepted == []
     assert_contained(result)
 
@@ -302,3 +345,19 @@ def test_printing_pass_does_not_pass():
 def test_harness_process_survives_everything():
     # after all of the above, this process is alive and the sandbox still works
     assert score(CORRECT).status == "pass"
+
+
+def test_the_isolation_in_force_is_reported_and_weak_containment_refused(monkeypatch):
+    from promis_repro.errors import UserError
+    from promis_repro.sandbox import runner
+
+    isolation = detect_isolation()
+    assert isolation.mode == ("root" if os.geteuid() == 0 else "user-namespace"), isolation
+    assert isolation.contained and isolation.network_namespace and isolation.mount_namespace
+    weak = runner.Isolation(False, False, False, ("not root and no user namespaces (refused)",), "weak")
+    monkeypatch.setattr(runner, "detect_isolation", lambda: weak)
+    monkeypatch.delenv(runner.ALLOW_WEAK, raising=False)
+    with pytest.raises(UserError, match=r"cannot contain generated code here.*--allow-weak-sandbox"):
+        score(CORRECT)
+    monkeypatch.setenv(runner.ALLOW_WEAK, "1")
+    assert runner.require_containment() is weak  # an explicit decision, and what summary.json records

@@ -170,6 +170,11 @@ def _add_preparation_commands(sub: argparse._SubParsersAction) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="promis-repro", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument(
+        "--allow-weak-sandbox",
+        action="store_true",
+        help="run generated code even where the sandbox cannot contain it (no user namespaces); recorded",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     _add_evaluation_commands(sub)
     _add_strategy_commands(sub)
@@ -194,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.allow_weak_sandbox:  # read by the sandbox, in this process and the jobs it starts
+        os.environ["PROMIS_REPRO_ALLOW_WEAK_SANDBOX"] = "1"
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

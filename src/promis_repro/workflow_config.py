@@ -17,6 +17,7 @@ from jsonschema.exceptions import best_match
 
 from promis_repro import grid
 from promis_repro.errors import UserError
+from promis_repro.protocol import paper_protocol_problem
 from promis_repro.settings import from_mapping
 
 #: the ``train:`` key that sets each agent's length (``train --timesteps``: PPO timesteps, GRPO steps);
@@ -48,34 +49,6 @@ def _schema_error(config: dict[str, Any], schema_path: str | os.PathLike[str]) -
     return f"config key {key}: {error.message}" if key else f"config: {error.message}"
 
 
-#: what ``protocol: paper`` claims (the public code's protocol); the config must say so, key by key
-PAPER_PROTOCOL = (
-    ("feedback", "oracle", "the paper's feedback is the hidden tests (leaky)"),
-    ("strategy.reward.kind", "binary", "the public code's reward is +1/-0.1"),
-    ("strategy.compose", False, "the public code applies each action to the original prompt"),
-    ("strategy.ppo.policy", "shared", "the public code's actor-critic shares a 128-128 tanh trunk"),
-    ("strategy.ppo.observation", "position", "the public code observes the dataset position"),
-    ("strategy.ppo.truncation_is_terminal", True, "the public code's Monte-Carlo returns end at the step limit"),
-    ("train.feedback", "all", "the public code trains on feedback and reward from all of a task's tests"),
-)
-
-
-def _lookup(config: dict[str, Any], dotted: str) -> Any:
-    value: Any = config
-    for part in dotted.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
-
-
-def check_paper_protocol(config: dict[str, Any]) -> None:
-    """A config labelled ``protocol: paper`` must set every part of the paper's protocol."""
-    if config.get("protocol", "ours") != "paper":
-        return
-    for key, wanted, why in PAPER_PROTOCOL:
-        if _lookup(config, key) != wanted:
-            raise UserError(f"config key {key}: protocol: paper needs {wanted!r} ({why}), got {_lookup(config, key)!r}")
-
-
 def validate_pipeline_config(config: dict[str, Any], schema_path: str | os.PathLike[str]) -> None:
     """Raise ``UserError`` (one line) for the first problem in ``config``; then fill in the optional keys' defaults."""
     from promis_repro.agent.grpo import GRPOSettings
@@ -90,6 +63,7 @@ def validate_pipeline_config(config: dict[str, Any], schema_path: str | os.PathL
     config.setdefault("protocol", "ours")
     config.setdefault("oracle_variant", False)
     config.setdefault("compare_with", None)
+    config.setdefault("allow_weak_sandbox", False)
     config["train"].setdefault("feedback", "visible")
     for key, names in (("generators", config["generators"]), ("rewriter", [config["rewriter"]])):
         for name in names:
@@ -100,6 +74,11 @@ def validate_pipeline_config(config: dict[str, Any], schema_path: str | os.PathL
             if spec.role == "embedder":
                 raise UserError(f"config key {key}: {name} is an embedder, not a text generator")
     parsed = parse_strategy_file(config["strategy"], where="config key strategy")
-    from_mapping(PPOConfig, parsed.sections["ppo"], "config key strategy.ppo")
+    ppo = from_mapping(PPOConfig, parsed.sections["ppo"], "config key strategy.ppo")
     from_mapping(GRPOSettings, parsed.sections["grpo"], "config key strategy.grpo")
-    check_paper_protocol(config)
+    if config["protocol"] == "paper":  # the label must be true, part by part
+        problem = paper_protocol_problem(
+            feedback=config["feedback"], strategy=parsed, ppo=ppo, train_feedback=config["train"]["feedback"]
+        )
+        if problem:
+            raise UserError(f"config key {problem}")

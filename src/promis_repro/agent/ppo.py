@@ -32,8 +32,8 @@ from promis_repro.errors import UserError
 from promis_repro.io import atomic_write_json, atomic_write_text
 from promis_repro.provenance import config_hash
 from promis_repro.strategies.actions import EpisodeContext, Tools
-from promis_repro.strategies.engine import ModelCall, drive
-from promis_repro.strategies.feedback import FeedbackSuite, public_view, training_suites
+from promis_repro.strategies.engine import ModelCall, derive_seed, drive
+from promis_repro.strategies.feedback import FeedbackSuite, public_view, training_suites, without_visible_tests
 from promis_repro.strategies.policy import OBSERVATION_KINDS, TrainedPolicy, policy_episode
 from promis_repro.strategies.prompt_parts import editable_parts
 
@@ -73,6 +73,8 @@ class PPOConfig:
             raise UserError(f"{where}: observation must be one of {', '.join(OBSERVATION_KINDS)}")
         if self.policy not in ("separate", "shared"):
             raise UserError(f"{where}: policy must be separate or shared")
+        if self.policy == "shared" and len(self.net_arch) < 2:
+            raise UserError(f"{where}: policy shared needs net_arch of a trunk and a head size, e.g. [128, 128, 64]")
         if self.no_visible_fraction is not None and not 0 <= self.no_visible_fraction <= 1:
             raise UserError(f"{where}: no_visible_fraction must be within [0, 1]")
 
@@ -81,19 +83,29 @@ class PPOConfig:
 
 
 def evaluate_policy(
-    trained: TrainedPolicy, tasks: list[Task], tools: Tools, call_model: ModelCall, train_feedback: str = "visible"
+    trained: TrainedPolicy,
+    tasks: list[Task],
+    tools: Tools,
+    call_model: ModelCall,
+    train_feedback: str = "visible",
+    no_visible_fraction: float = 0.0,
 ) -> dict:
     """SoftPass and pass rate of the policy's answers on selection-pool tasks.
 
-    ``visible``: the policy gets feedback from each task's visible test only, as at test time, and its
-    answer is scored on all of the task's tests; ``all``: feedback and score from all of them.
+    ``visible``: the policy gets feedback from each task's visible test only, as at test time (the same
+    share of tasks as in training comes without one), and its answer is scored on all of the task's
+    tests; ``all``: feedback and score from all of them.
     """
     check_training_tasks(tasks)
     function = policy_episode(trained)
     episodes, ledgers = {}, {}
     for index, task in enumerate(tasks):
-        suite, _ = training_suites(task, train_feedback)
-        ctx = EpisodeContext(public_view(task), editable_parts(task), suite, tools, "ppo-selection", index / len(tasks))
+        draw = np.random.default_rng(derive_seed(tools.seed, "selection-presentation", task.task_id)).random()
+        show_visible = draw >= no_visible_fraction
+        suite, _ = training_suites(task, train_feedback, show_visible)
+        presented = task if show_visible or train_feedback == "all" else without_visible_tests(task)
+        parts = editable_parts(presented)
+        ctx = EpisodeContext(public_view(presented), parts, suite, tools, "ppo-selection", index / len(tasks))
         episodes[task.task_id], ledgers[task.task_id] = function(ctx), ctx.ledger
     results = drive(episodes, call_model, ledgers, tools.budget)
     finals = [results[t.task_id] for t in tasks]
@@ -300,7 +312,9 @@ def train_ppo(
         crossed = model.num_timesteps // config.eval_every > before // config.eval_every
         if crossed or model.num_timesteps >= config.total_timesteps:
             trained = TrainedPolicy(model.policy, config.embeddings, config.observation)
-            result = evaluate_policy(trained, selection, selection_tools, call_model, train_feedback)
+            result = evaluate_policy(
+                trained, selection, selection_tools, call_model, train_feedback, config.no_visible_fraction or 0.0
+            )
             history["evaluations"].append({"timesteps": model.num_timesteps, **result})
             best = history["best"]
             if best is None or result["soft_pass"] > best["soft_pass"]:

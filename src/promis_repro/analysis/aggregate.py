@@ -158,7 +158,10 @@ def aggregate(metrics_files: list[str | os.PathLike[str]], out: str | os.PathLik
         per_task.extend(task_rows)
         candidates = path.with_name("candidates.jsonl")
         budget = (metrics.get("budget") or {}).get("generator_calls")
-        if candidates.exists() and budget:  # cells evaluated before candidates were scored have no curve
+        if budget:
+            if not candidates.exists():
+                raise UserError(f"{path}: no candidates.jsonl beside it (evaluated before candidates were scored); "
+                                "rerun promis-repro evaluate-cell on it")  # fmt: skip
             cell = {key: row[key] for key in (*CELL_KEYS, "seed")}
             rows, task_scores = curve_rows(cell, candidates, [r["task_id"] for r in task_rows], int(budget))
             curve.extend(rows)

@@ -1,12 +1,13 @@
-"""Hierarchical bootstrap over seeds and tasks: intervals and tests that carry every source of variance.
+"""The hierarchical bootstrap over seeds and tasks: intervals and tests that carry every source of variance.
 
 A cell's number is the mean over its seeds of the per-seed mean over tasks (Pass@1 or SoftPass@1).
 Two things vary if the study is run again: the agent (each seed trains its own agent and samples its
 own generations) and the tasks (a benchmark is a sample of problems). Each resample therefore draws
 the seeds of each side with replacement (independently: seed 1 of one strategy has nothing to do with
-seed 1 of another) and then the tasks with replacement (once, shared by both sides: tasks are paired),
-and recomputes the mean over the drawn seeds and tasks. The 95% interval is the 2.5 and 97.5
-percentiles of the resampled statistic; the two-sided p-value against no difference is
+seed 1 of another) and the tasks with replacement (once, shared by both sides, since tasks are paired,
+and by all the drawn seeds: a two-way, crossed design over the seeds x tasks grid, which is slightly
+conservative next to a nested one), and recomputes the mean over the drawn seeds and tasks. The 95%
+interval is the 2.5 and 97.5 percentiles of the resampled statistic; the two-sided p-value against no difference is
 ``min(1, 2 min((#{d* <= 0} + 1) / (R + 1), (#{d* >= 0} + 1) / (R + 1)))``.
 
 Resampling weights are multinomial counts, so one resample of an S x T matrix costs a matrix product;
@@ -43,6 +44,13 @@ def seed_task_matrix(rows: pd.DataFrame, column: str, tasks: pd.Index) -> np.nda
     return table.reindex(columns=tasks).to_numpy(float)
 
 
+def _mean_of_seed_means(matrix: np.ndarray) -> float:
+    """The tables' number: the mean over seeds of each seed's mean over the tasks it ran."""
+    with np.errstate(invalid="ignore"):
+        per_seed = np.nanmean(matrix, axis=1) if matrix.size else np.array([np.nan])
+    return float(np.nanmean(per_seed)) if not np.all(np.isnan(per_seed)) else float("nan")
+
+
 def _weighted_means(matrix: np.ndarray, seed_weights: np.ndarray, task_weights: np.ndarray) -> np.ndarray:
     """Mean over the drawn seeds and tasks for each resample (rows of the weight matrices)."""
     present = ~np.isnan(matrix)
@@ -66,7 +74,7 @@ def hierarchical_bootstrap(
     With ``other`` None the statistic is ``mean(reference) - offset`` (a number from a paper beside ours).
     """
     n_tasks = reference.shape[1]
-    estimate = float(np.nanmean(reference)) - (float(np.nanmean(other)) if other is not None else offset)
+    estimate = _mean_of_seed_means(reference) - (_mean_of_seed_means(other) if other is not None else offset)
     if n_tasks == 0 or np.isnan(estimate):
         return Interval(float("nan"), float("nan"), float("nan"), float("nan"))
     rng = np.random.default_rng(seed)

@@ -3,11 +3,12 @@
 Every candidate a strategy produced is in its trajectory, with the budgeted generator calls spent when
 it was written (``budget_calls``), the visible feedback the strategy saw, and (from ``evaluate-cell``)
 its hidden-test score (``candidates.jsonl``). After k calls the answer is the best-so-far candidate
-by visible feedback among those written within k calls (the earliest on ties, as the strategies
-choose); a task with no candidate yet scores 0. The same rule for every strategy, so the curves
-compare strategies at equal spend; at k = B it is the answer of every best-by-feedback strategy, and
-for Reflexion and self-correction (whose answer is their last candidate) the best of their candidates
-by the feedback they saw.
+by visible feedback among those written within k calls (the earliest on ties, as ``ctx.best`` does);
+a task with no candidate yet scores 0. One common rule for every strategy (the harness runs every
+candidate on the visible tests), so the curves compare strategies at equal spend. It is the own
+answer of the best-by-feedback strategies; Reflexion and self-correction answer with their last
+candidate (self-correction sees no tests) and EPiC with the best of its last population, so for them
+the curve shows the common rule, not their own answer.
 """
 
 from __future__ import annotations

@@ -140,9 +140,12 @@ def compare_pair(
 
 
 def holm(p_values: pd.Series) -> pd.Series:
-    if p_values.empty:
-        return p_values
-    return pd.Series(multipletests(p_values.to_numpy(float), alpha=ALPHA, method="holm")[1], index=p_values.index)
+    """Holm-adjusted p-values; a comparison with no p-value (no common tasks) is no test and stays NaN."""
+    tested = p_values.dropna()
+    adjusted = pd.Series(np.nan, index=p_values.index)
+    if not tested.empty:
+        adjusted[tested.index] = multipletests(tested.to_numpy(float), alpha=ALPHA, method="holm")[1]
+    return adjusted
 
 
 def compare_strategies(per_task: pd.DataFrame, reference: str = REFERENCE, n_resamples: int = 9999) -> pd.DataFrame:

@@ -44,8 +44,9 @@ def normalize_task_id(benchmark: str, raw: object) -> str:
 
 
 #: benchmarks evaluated on one split only: MBPP's original test split (ids 11-510, the split the paper's
-#: README table reports); its prompt, validation and train splits are the few-shot, selection and training side
-EVALUATION_SPLITS = {"mbpp": "test"}
+#: README table reports); its prompt, validation and train splits are the few-shot, selection and training side.
+#: MBPP sanitized keeps MBPP's ids and splits (EPiC merges them; here only its test-split tasks are evaluated).
+EVALUATION_SPLITS = {"mbpp": "test", "mbpp_sanitized": "test"}
 
 
 def evaluation_tasks(name: str, data_dir: str | os.PathLike[str] | None = None) -> list[Task]:

@@ -36,7 +36,8 @@ def instruct_message(task: Task, description: str) -> str:
     if task.benchmark in MBPP_FAMILY:
         tests = "\n".join(shown_tests(task))
         if not tests:  # a task presented without a visible test (training, as some test-time tasks come)
-            return f"{description.strip()}\n"
+            named = f"\nWrite it as a Python function named {task.entry_point}." if task.entry_point else ""
+            return f"{description.strip()}{named}\n"
         return f"{description.strip()}\nYour code should pass this test:\n{tests}\n"
     if task.benchmark in HUMANEVAL_FAMILY:
         return f"Complete the following Python function:\n```python\n{description.rstrip()}\n```\n"

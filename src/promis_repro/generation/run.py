@@ -6,7 +6,7 @@ import os
 from dataclasses import replace
 from typing import Any
 
-from promis_repro.data.registry import load_benchmark
+from promis_repro.data.registry import evaluation_tasks
 from promis_repro.generation.base import DecodingSettings
 from promis_repro.generation.prompts import (
     build_prompt,
@@ -29,7 +29,7 @@ def generate_samples(
     **options: Any,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Sample rows (``task_id``, ``solution``, the raw completion and its cost) and a cost summary."""
-    tasks = load_benchmark(benchmark, data_dir)[:limit]
+    tasks = evaluation_tasks(benchmark, data_dir)[:limit]  # mbpp: its test split
     generator = generator or load_generator(model, **options)
     spec = generator.spec
     settings = replace(settings, stop=tuple(dict.fromkeys(settings.stop + stop_strings(spec))))

@@ -227,20 +227,36 @@ def describe(exc):
 
 
 # --------------------------------------------------------------------------
-# isolation (runs as root when the parent is root)
+# isolation: as root (a dedicated uid) or, for an ordinary user, in user namespaces
 # --------------------------------------------------------------------------
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 MS_NOSUID = 2
 MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
-MS_BIND = 4096
+MOUNT_ATTR_RDONLY = 0x1
+AT_FDCWD = -100
+AT_RECURSIVE = 0x8000
+SYS_MOUNT_SETATTR = 442  # the same number on every architecture (the unified syscall table, Linux 5.12)
+PR_SET_NO_NEW_PRIVS = 38
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 
 def _libc():
     return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def _check(result, what):
+    if result != 0:
+        raise OSError(ctypes.get_errno(), what)
 
 
 def _hidden_ancestor(path):
@@ -254,6 +270,30 @@ def _hidden_ancestor(path):
     return None
 
 
+def _python_prefixes():
+    return sorted({os.path.realpath(p) for p in (sys.base_prefix, sys.base_exec_prefix, sys.prefix, sys.exec_prefix)})
+
+
+def _cover(libc, workdir, plan):
+    """Cover each directory of ``plan`` with an empty tmpfs, binding back the prefixes listed under it.
+
+    The staging binds live beside ``workdir`` (the run directory, outside the covered directories).
+    """
+    staging = os.path.join(os.path.dirname(workdir), "bind")
+    for index, (hidden, inner) in enumerate(sorted(plan.items())):
+        staged = []
+        for number, prefix in enumerate(inner):
+            target = f"{staging}{index}_{number}"
+            os.mkdir(target)
+            _check(libc.mount(prefix.encode(), target.encode(), None, MS_BIND | MS_REC, None), f"bind of {prefix}")
+            staged.append((target, prefix))
+        flags = MS_NOSUID | MS_NODEV
+        _check(libc.mount(b"tmpfs", hidden.encode(), b"tmpfs", flags, b"size=1m,mode=0755"), f"tmpfs on {hidden}")
+        for target, prefix in staged:
+            os.makedirs(prefix, mode=0o755, exist_ok=True)
+            _check(libc.mount(target.encode(), prefix.encode(), None, MS_BIND | MS_REC, None), f"bind onto {prefix}")
+
+
 def _expose_python(libc, workdir):
     """Keep the interpreter's own files readable after the uid drop.
 
@@ -262,65 +302,120 @@ def _expose_python(libc, workdir):
     empty tmpfs and bind the interpreter's prefixes back in, so the sandbox uid
     can import the standard library and site-packages but see nothing else there.
     """
-    prefixes = sorted(
-        {os.path.realpath(p) for p in (sys.base_prefix, sys.base_exec_prefix, sys.prefix, sys.exec_prefix)}
-    )
     plan = {}
-    for prefix in prefixes:
+    for prefix in _python_prefixes():
         hidden = _hidden_ancestor(prefix)
         if hidden is not None:
             plan.setdefault(hidden, []).append(prefix)
-    staging = os.path.join(os.path.dirname(workdir), "bind")
-    for index, (hidden, inner) in enumerate(sorted(plan.items())):
-        staged = []
-        for number, prefix in enumerate(inner):
-            target = f"{staging}{index}_{number}"
-            os.mkdir(target)
-            if libc.mount(prefix.encode(), target.encode(), None, MS_BIND | MS_REC, None) != 0:
-                raise OSError(ctypes.get_errno(), f"bind of {prefix} failed")
-            staged.append((target, prefix))
-        if libc.mount(b"tmpfs", hidden.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"size=1m,mode=0755") != 0:
-            raise OSError(ctypes.get_errno(), f"tmpfs on {hidden} failed")
-        for target, prefix in staged:
-            os.makedirs(prefix, mode=0o755, exist_ok=True)
-            if libc.mount(target.encode(), prefix.encode(), None, MS_BIND | MS_REC, None) != 0:
-                raise OSError(ctypes.get_errno(), f"bind onto {prefix} failed")
+    _cover(libc, workdir, plan)
+
+
+def _mount_tmpfs_and_enter(libc, workdir, size):
+    """Private tmpfs over the working directory (entered first, so covering /tmp cannot hide it from us),
+    /tmp, /var/tmp and /dev/shm."""
+    for target in [workdir, "/tmp", "/var/tmp", "/dev/shm"]:
+        if os.path.isdir(target):
+            _check(libc.mount(b"tmpfs", target.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, size), f"tmpfs on {target}")
+        if target == workdir:
+            os.chdir(workdir)
+
+
+def _read_only_everywhere(libc):
+    """Make every mount of this mount namespace read-only (the program's tmpfs mounts come after)."""
+
+    class MountAttr(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_uint64) for name in ("attr_set", "attr_clr", "propagation", "userns_fd")]
+
+    attr = MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
+    recursive = libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, b"/", AT_RECURSIVE, ctypes.byref(attr), ctypes.sizeof(attr))
+    if recursive == 0:
+        return
+    # before Linux 5.12: remount each mount read-only, keeping the flags the kernel locks
+    keep = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC}
+    with open("/proc/self/mountinfo") as handle:
+        mounts = [line.split() for line in handle]
+    for fields in sorted(mounts, key=lambda f: f[4].count("/")):
+        point = fields[4].replace("\\040", " ")
+        flags = MS_REMOUNT | MS_BIND | 1  # MS_RDONLY
+        for option in fields[5].split(","):
+            flags |= keep.get(option, 0)
+        libc.mount(None, point.encode(), None, flags, None)  # a mount we cannot touch stays as it is
+
+
+def enter_user_namespace(spec):
+    """Ordinary user: a new user namespace (the user's uid and gid mapped to themselves), then new PID,
+    IPC and (unless the job allows the network) network namespaces for the processes forked next."""
+    libc = _libc()
+    uid, gid = os.getuid(), os.getgid()
+    _check(libc.unshare(CLONE_NEWUSER), "unshare of a user namespace")
+    with open("/proc/self/setgroups", "w") as handle:
+        handle.write("deny")
+    with open("/proc/self/uid_map", "w") as handle:
+        handle.write(f"{uid} {uid} 1")
+    with open("/proc/self/gid_map", "w") as handle:
+        handle.write(f"{gid} {gid} 1")
+    flags = CLONE_NEWPID | CLONE_NEWIPC | (CLONE_NEWNET if spec.get("netns") else 0)
+    _check(libc.unshare(flags), "unshare of PID/IPC/network namespaces")
+
+
+def _under(path, directory):
+    return os.path.abspath(path).startswith(os.path.abspath(directory).rstrip(os.sep) + os.sep)
+
+
+def contain(spec, workdir):
+    """The namespace's first process (PID 1), with the user namespace's capabilities: its own mount
+    namespace, the user's home hidden (the interpreter bound back), everything read-only, private tmpfs
+    over the working directory, /tmp, /var/tmp and /dev/shm, a /proc of this PID namespace only."""
+    libc = _libc()
+    _check(libc.unshare(CLONE_NEWNS), "unshare of a mount namespace")
+    _check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "making mounts private")
+    home = spec.get("hide")
+    if home and os.path.abspath(home) != "/" and os.path.isdir(home) and not _under(workdir, home):
+        inner = [prefix for prefix in _python_prefixes() if _under(prefix, home)]
+        _cover(libc, workdir, {os.path.abspath(home): inner})
+    _read_only_everywhere(libc)
+    _mount_tmpfs_and_enter(libc, workdir, f"size={spec['tmpfs_bytes']},mode=1777".encode())
+    flags = MS_NOSUID | MS_NODEV | MS_NOEXEC
+    _check(libc.mount(b"proc", b"/proc", b"proc", flags, None), "mount of /proc")
+
+
+def drop_capabilities(libc):
+    """No capabilities left in the user namespace, and none to regain through exec (no_new_privs)."""
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+    _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+    _check(libc.capset(ctypes.byref(Header(LINUX_CAPABILITY_VERSION_3, 0)), (Data * 2)()), "dropping capabilities")
 
 
 def isolate(spec, workdir):
-    """Apply namespaces, mounts, rlimits and the uid drop described in ``spec``."""
+    """Apply what ``spec`` asks of the worker: namespaces and mounts (as root), rlimits, then the drop of
+    privileges: to the run's dedicated uid (root), or of every capability (user namespaces)."""
     libc = _libc()
-    flags = 0
-    if spec.get("netns"):
-        flags |= CLONE_NEWNET
-    if spec.get("mountns"):
-        flags |= CLONE_NEWNS
-    if flags and libc.unshare(flags) != 0:
-        raise OSError(ctypes.get_errno(), "unshare failed")
-    if spec.get("mountns"):
-        if libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
-            raise OSError(ctypes.get_errno(), "making mounts private failed")
-        _expose_python(libc, workdir)
-        size = f"size={spec['tmpfs_bytes']},mode=1777".encode()
-        # the working directory may live under /tmp: mount it and enter it
-        # first, so that covering /tmp afterwards does not hide it from us
-        for target in [workdir, "/tmp", "/var/tmp", "/dev/shm"]:
-            if os.path.isdir(target):
-                if libc.mount(b"tmpfs", target.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, size) != 0:
-                    raise OSError(ctypes.get_errno(), f"tmpfs on {target} failed")
-            if target == workdir:
-                os.chdir(workdir)
-    limits = spec["rlimits"]
-    for name, value in limits.items():
+    if not spec.get("userns"):  # else ``contain`` (PID 1) made them and left us in the working directory
+        flags = (CLONE_NEWNET if spec.get("netns") else 0) | (CLONE_NEWNS if spec.get("mountns") else 0)
+        if flags:
+            _check(libc.unshare(flags), "unshare failed")
+        if spec.get("mountns"):
+            _check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "making mounts private failed")
+            _expose_python(libc, workdir)
+            _mount_tmpfs_and_enter(libc, workdir, f"size={spec['tmpfs_bytes']},mode=1777".encode())
+        else:
+            os.chdir(workdir)
+    for name, value in spec["rlimits"].items():
         resource.setrlimit(getattr(resource, name), (value, value))
-    if not spec.get("mountns"):
-        os.chdir(workdir)
     uid = spec.get("uid")
     if uid is not None:
         os.chown(".", uid, uid)
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
+    if spec.get("userns"):
+        drop_capabilities(libc)
     os.environ.clear()
     os.environ.update(spec["env"])
 
@@ -642,13 +737,19 @@ RUNNERS = {"call": run_call, "assert": run_assert, "stdio": run_stdio}
 # --------------------------------------------------------------------------
 
 
-def worker(run_dir, job):
+def open_channels(run_dir):
+    """The run's result channel and stderr file, opened before any mount can hide the run directory."""
+    result = os.open(os.path.join(run_dir, "result.jsonl"), os.O_WRONLY | os.O_APPEND)
+    stderr = os.open(os.path.join(run_dir, "stderr.txt"), os.O_WRONLY | os.O_APPEND)
+    return result, stderr
+
+
+def worker(run_dir, job, channels):
     """The sandboxed process: isolate, then run the job; never returns."""
     global RESULT_FD
     try:
         os.setsid()
-        RESULT_FD = os.open(os.path.join(run_dir, "result.jsonl"), os.O_WRONLY | os.O_APPEND)
-        stderr = os.open(os.path.join(run_dir, "stderr.txt"), os.O_WRONLY | os.O_APPEND)
+        RESULT_FD, stderr = channels
         null = os.open(os.devnull, os.O_RDWR)
         # the zygote's protocol pipes sit on fds 0 and 1: replace them before
         # anything else runs, so the program can never write a verdict there
@@ -698,36 +799,84 @@ def kill_uid(uid):
 
 
 def _kill_leftovers(uid, pid):
-    """SIGKILL everything the run started: every process of its uid, and its session's process group."""
+    """SIGKILL everything the run started: every process of its uid (root), the process itself (under user
+    namespaces the PID namespace's init, whose end ends the namespace) and its session's process group."""
     if uid is not None:
         kill_uid(uid)
+    for kill in (os.kill, os.killpg):
+        try:
+            kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def namespace_init(run_dir, job, channels, status_fd):
+    """PID 1 of the run's PID namespace (user namespaces): contain, fork the worker, reap, report its status.
+
+    When this process ends, the kernel kills every process left in the namespace: nothing the program
+    started outlives the run, and ``kill(-1)`` from inside reaches nothing outside.
+    """
+    code = 72
     try:
-        os.killpg(pid, signal.SIGKILL)
-    except OSError:
-        pass
+        os.setsid()  # the parent's last resort kills this session
+        contain(job["isolation"], os.path.join(run_dir, "work"))
+        pid = os.fork()
+        if pid == 0:
+            worker(run_dir, job, channels)
+        for fd in channels:
+            os.close(fd)
+        while True:  # reap everything (orphans come to PID 1) until the worker ends
+            reaped, status = os.waitpid(-1, 0)
+            if reaped == pid:
+                break
+        os.write(status_fd, str(os.waitstatus_to_exitcode(status)).encode())
+        code = 0
+    except BaseException as exc:
+        try:
+            os.write(2, f"sandbox namespace failed: {describe(exc)}\n".encode())
+            os.write(channels[1], f"sandbox namespace failed: {describe(exc)}\n".encode())
+        except BaseException:
+            pass
+    finally:
+        os._exit(code)
 
 
 def supervise(run_dir, deadline):
-    """Fork the worker, enforce the wall-clock deadline, clean up, write status.json."""
+    """Fork the worker (root) or the namespace's init (user namespaces), enforce the wall-clock deadline,
+    clean up, write status.json."""
     import select
 
     with open(os.path.join(run_dir, "job.pkl"), "rb") as handle:
         # the job comes from the trusted parent, so unpickling it is safe;
         # nothing flows back to the parent through pickle
         job = pickle.load(handle)
+    channels = open_channels(run_dir)
+    userns = job["isolation"].get("userns")
+    status_path = os.path.join(run_dir, "worker.status")
+    status_fd = os.open(status_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    if userns:  # this supervisor is disposable: it joins the new user namespace itself
+        enter_user_namespace(job["isolation"])
     pid = os.fork()
     if pid == 0:
-        worker(run_dir, job)
+        if userns:
+            namespace_init(run_dir, job, channels, status_fd)
+        worker(run_dir, job, channels)
+    for fd in (*channels, status_fd):
+        os.close(fd)
     with open(os.path.join(run_dir, "worker.pid"), "w") as handle:
-        handle.write(str(pid))  # the worker leads its own session: the parent's last resort kills it by this
+        handle.write(str(pid))  # it leads its own session: the parent's last resort kills it by this
     uid = job["isolation"].get("uid")
     started = time.monotonic()
     pidfd = os.pidfd_open(pid)
     ready, _, _ = select.select([pidfd], [], [], deadline)
     timed_out = not ready
-    _kill_leftovers(uid, pid)
+    _kill_leftovers(uid, pid)  # under user namespaces: the init, and with it the whole PID namespace
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
+    if userns:  # the worker's own status, as PID 1 reported it (none when the namespace was killed)
+        with open(status_path) as handle:
+            reported = handle.read().strip()
+        code = int(reported) if reported else code
     with open(os.path.join(run_dir, "status.json"), "w") as handle:
         json.dump({"returncode": code, "timed_out": timed_out, "seconds": time.monotonic() - started}, handle)
 
@@ -756,5 +905,36 @@ def zygote():
         sys.stdout.flush()
 
 
+def probe_user_namespaces():
+    """Exit 0 when this kernel lets an ordinary user contain a run (user, PID, network and mount
+    namespaces, read-only mounts, private tmpfs, a fresh /proc); else print why and exit 1."""
+    import shutil
+    import tempfile
+
+    run_dir = tempfile.mkdtemp(prefix="promis-sbx-probe-")
+    os.mkdir(os.path.join(run_dir, "work"))
+    try:
+        enter_user_namespace({"netns": True})
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                contain({"tmpfs_bytes": 1 << 20, "hide": None}, os.path.join(run_dir, "work"))
+                code = 0
+            except BaseException as exc:
+                print(describe(exc), file=sys.stderr)
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status)
+    except OSError as exc:
+        print(describe(exc), file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["probe"]:
+        sys.exit(probe_user_namespaces())
     zygote()

@@ -2,9 +2,16 @@
 
 Generated code never runs in the harness process. Each job gets a fresh
 interpreter, a fresh working directory, a scrubbed environment, resource limits
-(address space, processes, file size, CPU), a wall-clock deadline after which
-everything the program started is killed with SIGKILL, and, where the kernel
-allows it, private network and mount namespaces plus a dedicated uid.
+(address space, processes, file size, CPU) and a wall-clock deadline after which
+everything the program started is killed with SIGKILL. Containment, by who runs the harness:
+
+- ``root``: private network and mount namespaces and a dedicated uid per run (``kill(-1)`` as that
+  uid ends everything the run left behind; the uid cannot write the user's files).
+- ``user-namespace`` (an ordinary user, as under SLURM and Apptainer): a new user namespace with new
+  PID, network, IPC and mount namespaces per run; every mount read-only, the user's home hidden,
+  private tmpfs for the working directory, /tmp, /var/tmp and /dev/shm, no capabilities left; the
+  run's processes die with its PID namespace, and ``kill(-1)`` inside reaches nothing outside.
+- ``weak``: neither (a kernel that refuses user namespaces): refused unless the user allows it.
 """
 
 from __future__ import annotations
@@ -65,9 +72,15 @@ class Isolation:
     network_namespace: bool
     mount_namespace: bool
     notes: tuple[str, ...] = field(default_factory=tuple)
+    mode: str = "weak"  # root | user-namespace | weak
+    pid_namespace: bool = False
 
     def describe(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def contained(self) -> bool:
+        return self.mode != "weak"
 
 
 def _probe_unshare(flag: int) -> bool:
@@ -83,20 +96,58 @@ def _probe_unshare(flag: int) -> bool:
     return result.returncode == 0
 
 
+def _probe_user_namespaces() -> tuple[bool, str]:
+    """Whether an ordinary user can contain a run here (``child.py probe``), and why not."""
+    try:
+        result = subprocess.run(
+            [sys.executable, "-I", str(CHILD_SCRIPT), "probe"], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, str(exc)
+    return result.returncode == 0, (result.stderr.strip().splitlines() or [""])[-1]
+
+
 @functools.cache
 def detect_isolation() -> Isolation:
     privileged = os.geteuid() == 0
-    netns = _probe_unshare(0x40000000)
-    mountns = privileged and _probe_unshare(0x00020000)
     notes = []
-    if not privileged:
-        notes.append("not root: no dedicated uid; processes capped relative to this user's count")
+    if privileged:
+        netns = _probe_unshare(0x40000000)
+        mountns = _probe_unshare(0x00020000)
+        mode = "root" if netns and mountns else "weak"
+        pidns = False
+    else:
+        usable, why = _probe_user_namespaces()
+        netns = mountns = pidns = usable
+        mode = "user-namespace" if usable else "weak"
+        if not usable:
+            notes.append(f"not root and no user namespaces ({why or 'refused by the kernel'})")
     if not netns:
         notes.append("no network namespace: generated code can reach the network")
     if not mountns:
-        notes.append("no mount namespace: /tmp is shared and the working directory is not size-capped")
-    isolation = Isolation(privileged, netns, mountns, tuple(notes))
-    log.info("sandbox isolation: %s", isolation.describe())
+        notes.append("no mount namespace: /tmp is shared and the user's files are writable")
+    isolation = Isolation(privileged, netns, mountns, tuple(notes), mode, pidns)
+    if isolation.contained:
+        log.info("sandbox isolation: %s", isolation.describe())
+    else:
+        log.warning("sandbox: weak containment here: %s", "; ".join(notes))
+    return isolation
+
+
+#: set by ``promis-repro --allow-weak-sandbox``: run generated code even without containment
+ALLOW_WEAK = "PROMIS_REPRO_ALLOW_WEAK_SANDBOX"
+
+
+def require_containment() -> Isolation:
+    """The isolation in force; a one-line refusal when generated code could not be contained here."""
+    isolation = detect_isolation()
+    if not isolation.contained and os.environ.get(ALLOW_WEAK) != "1":
+        from promis_repro.errors import UserError
+
+        raise UserError(
+            f"the sandbox cannot contain generated code here ({'; '.join(isolation.notes)}); "
+            "refusing to run it: pass --allow-weak-sandbox to run it anyway, and the results record it"
+        )
     return isolation
 
 
@@ -289,7 +340,8 @@ def _close_zygotes() -> None:
 def run_job(job: dict[str, Any], deadline: float, limits: SandboxLimits | None = None) -> RunOutput:
     """Run one job (see ``child.py`` for the modes) under the sandbox; never raises for the program's faults."""
     limits = limits or SandboxLimits()
-    isolation = detect_isolation()
+    isolation = require_containment()
+    userns = isolation.mode == "user-namespace"
     with contextlib.ExitStack() as stack:
         uid = stack.enter_context(_lease_uid()) if isolation.privileged else None
         run_dir = Path(tempfile.mkdtemp(prefix="promis-sbx-"))
@@ -298,7 +350,9 @@ def run_job(job: dict[str, Any], deadline: float, limits: SandboxLimits | None =
         workdir = run_dir / "work"
         workdir.mkdir(mode=0o777)
         env = _child_env(str(workdir))
-        nproc = limits.max_processes if uid is not None else _processes_of_current_user() + limits.max_processes
+        # a dedicated uid, or a fresh user namespace (whose process count starts at zero), gets the cap as it is
+        contained_count = uid is not None or userns
+        nproc = limits.max_processes if contained_count else _processes_of_current_user() + limits.max_processes
         rlimits = {
             "RLIMIT_AS": limits.memory_bytes,
             "RLIMIT_FSIZE": limits.file_bytes,
@@ -310,8 +364,10 @@ def run_job(job: dict[str, Any], deadline: float, limits: SandboxLimits | None =
         full_job["memory_bytes"] = limits.memory_bytes
         full_job["stdout_cap"] = limits.stdout_chars
         full_job["isolation"] = {
+            "userns": userns,
+            "hide": os.path.expanduser("~") if userns else None,  # the user's files: unseen, unwritable
             "netns": limits.isolate_network and isolation.network_namespace,
-            "mountns": isolation.mount_namespace,
+            "mountns": isolation.mount_namespace and not userns,
             "tmpfs_bytes": limits.tmpfs_bytes,
             "rlimits": rlimits,
             "uid": uid,

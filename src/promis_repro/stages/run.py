@@ -15,6 +15,7 @@ from typing import Any
 from promis_repro.errors import UserError
 from promis_repro.grid import LEAKY_FEEDBACK, check_protocol
 from promis_repro.io import atomic_write_json, atomic_write_jsonl
+from promis_repro.protocol import paper_protocol_problem
 from promis_repro.provenance import provenance
 from promis_repro.strategies.config import load_strategy_file
 
@@ -61,6 +62,9 @@ def run(
     check_protocol(protocol)
     settings = load_strategy_file(config_path, budget=budget, max_new_tokens=max_new_tokens)
     config, reward = settings.config, settings.reward
+    problem = paper_protocol_problem(feedback=feedback, strategy=settings) if protocol == "paper" else None
+    if problem:
+        raise UserError(f"--protocol paper, but {problem}")
     tasks = evaluation_tasks(benchmark, data_dir)[:limit]
     if not tasks:
         raise UserError(f"benchmark {benchmark} has no tasks to run (limit {limit})")

@@ -16,6 +16,7 @@ from promis_repro import grid
 from promis_repro.errors import UserError
 from promis_repro.grid import check_protocol
 from promis_repro.io import atomic_write_json, sha256_of
+from promis_repro.protocol import paper_protocol_problem
 from promis_repro.provenance import provenance
 from promis_repro.settings import from_mapping
 from promis_repro.strategies.config import StrategyFile, load_strategy_file
@@ -33,6 +34,7 @@ class _Run:
     out: Path
     train_feedback: str  # strategies.feedback.TRAIN_FEEDBACK_MODES
     no_visible_fraction: float  # the evaluated benchmarks' share of tasks without a visible test
+    protocol: str  # grid.PROTOCOLS
 
 
 def _lpo(run: _Run, timesteps: int | None, where: str) -> tuple[dict[str, Any], str]:
@@ -40,7 +42,13 @@ def _lpo(run: _Run, timesteps: int | None, where: str) -> tuple[dict[str, Any], 
 
     del timesteps, where  # lpo's length is its lpo: section (batches, epochs)
     state = optimize_instruction(
-        run.tools, run.models.call, run.train, run.selection, run.out, settings=run.settings.config.lpo
+        run.tools,
+        run.models.call,
+        run.train,
+        run.selection,
+        run.out,
+        settings=run.settings.config.lpo,
+        train_feedback=run.train_feedback,
     )
     result = {
         "instruction": state["best_instruction"] or state["instruction"],
@@ -57,8 +65,12 @@ def _ppo(run: _Run, timesteps: int | None, where: str) -> tuple[dict[str, Any], 
     if timesteps is not None:
         values["total_timesteps"] = timesteps
     config = from_mapping(PPOConfig, values, f"{where}: ppo")
-    if config.no_visible_fraction is None:  # as many as the evaluated benchmarks have
-        config = replace(config, no_visible_fraction=round(run.no_visible_fraction, 6))
+    problem = paper_protocol_problem(ppo=config) if run.protocol == "paper" else None
+    if problem:
+        raise UserError(f"--protocol paper, but {problem}")
+    if config.no_visible_fraction is None:  # as many as the evaluated benchmarks have (none shown under "all")
+        share = run.no_visible_fraction if run.train_feedback == "visible" else 0.0
+        config = replace(config, no_visible_fraction=round(share, 6))
     result = train_ppo(
         run.tools, run.models.call, run.train, run.selection, run.out, config, train_feedback=run.train_feedback
     )
@@ -146,6 +158,9 @@ def train(
     check_train_feedback(train_feedback)
     check_protocol(protocol)
     settings = load_strategy_file(config_path, budget=budget, max_new_tokens=max_new_tokens)
+    problem = paper_protocol_problem(strategy=settings, train_feedback=train_feedback) if protocol == "paper" else None
+    if problem:
+        raise UserError(f"--protocol paper, but {problem}")
     benchmarks = list(eval_benchmarks or DECONTAMINATED_BENCHMARKS)
     share = no_visible_share([t for b in benchmarks for t in evaluation_tasks(b, data_dir)])
     config, reward = settings.config, settings.reward
@@ -154,7 +169,7 @@ def train(
     models = Models(model, rewriter, batch_size=batch_size)
     tools = Tools(models.generator.spec, models.rewriter.spec if models.rewriter else None, config, reward, seed)
     out = Path(out)
-    run = _Run(settings, models, tools, train_tasks, selection, out, train_feedback, share)
+    run = _Run(settings, models, tools, train_tasks, selection, out, train_feedback, share, protocol)
     result, message = TRAINERS[agent](run, timesteps, config_path or "config")
     run_config: dict[str, Any] = {
         "command": "train",
@@ -184,7 +199,8 @@ def train(
         "selection_ids": [t.task_id for t in selection],
         "reward": reward.as_dict(),
         "train_feedback": train_feedback,
-        "no_visible_share": {"benchmarks": benchmarks, "share": share},
+        # the evaluated tasks' share without a visible test, pooled over the benchmarks (used under "visible")
+        "no_visible_share": {"benchmarks": benchmarks, "share": share, "used": train_feedback == "visible"},
         **result,
     }
     pool_hashes = {f"pools/{p.name}": sha256_of(p) for p in _pool_files(pools, data_dir)}

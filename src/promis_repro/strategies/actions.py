@@ -245,10 +245,12 @@ class EpisodeContext:
         return max(self.candidates, key=lambda c: (c.fitness, -c.step))
 
     def stop_reason(self) -> str:
-        if self.remaining("generator") <= 0:
-            return BUDGET
+        """Why the episode ends: a pass of the tests it sees, a spent budget (either model's), or its own rule."""
         if self.candidates and self.candidates[-1].feedback.passed:
             return PASSED
+        rewriter_spent = self.ledger.count("rewriter") > 0 and self.remaining("rewriter") <= 0
+        if self.remaining("generator") <= 0 or rewriter_spent:
+            return BUDGET
         return OWN_END
 
     def finish(self, chosen: Candidate | None = None, stop: str | None = None, **info: Any) -> Trajectory:

@@ -99,21 +99,36 @@ def _direct_with(instruction: str):
 
 
 def run_instruction(
-    tools: Tools, call_model: ModelCall, tasks: list[Task], instruction: str, label: str
+    tools: Tools,
+    call_model: ModelCall,
+    tasks: list[Task],
+    instruction: str,
+    label: str,
+    train_feedback: str = "visible",
 ) -> list[dict[str, Any]]:
-    """Direct generation with ``instruction`` on training-side tasks, scored on their own tests."""
-    from promis_repro.strategies.feedback import public_view
+    """Direct generation with ``instruction`` on training-side tasks.
+
+    Each row's step carries the feedback the optimiser may read (``visible``: the task's visible test
+    only, as a user at test time would have; ``all``: every test of the task) and ``score``, the
+    SoftPass on all of the task's tests (what selection compares).
+    """
+    from promis_repro.strategies.feedback import public_view, training_suites
 
     episodes, ledgers = {}, {}
     episode = _direct_with(instruction)
     for task in tasks:
-        suite = FeedbackSuite(task, "train", task.hidden_tests)
+        suite, _ = training_suites(task, train_feedback)
         ctx = EpisodeContext(
             public_view(task), InstructedParts.wrap(editable_parts(task), instruction), suite, tools, f"lpo-{label}"
         )
         episodes[task.task_id], ledgers[task.task_id] = episode(ctx), ctx.ledger
     results = drive(episodes, call_model, ledgers, tools.budget)
-    return [{"task": task, "step": results[task.task_id].steps[-1], "ledger": ledgers[task.task_id]} for task in tasks]
+    rows = []
+    for task in tasks:
+        step = results[task.task_id].steps[-1]
+        score = FeedbackSuite(task, "train", task.hidden_tests).evaluate(step["code"]).soft
+        rows.append({"task": task, "step": step, "score": score, "ledger": ledgers[task.task_id]})
+    return rows
 
 
 def _charge(state: dict[str, Any], role: str, calls: int, tokens: int, seconds: float) -> None:
@@ -150,8 +165,13 @@ def optimize_instruction(
     *,
     settings: dict[str, Any] | None = None,
     stop_after: int | None = None,
+    train_feedback: str = "visible",
 ) -> dict[str, Any]:
-    """Run (or resume) the optimisation; ``stop_after`` ends this call after that many new batches (tests)."""
+    """Run (or resume) the optimisation; ``stop_after`` ends this call after that many new batches (tests).
+
+    ``train_feedback``: what the debugger reads of a failure (``visible``: the visible test's result only);
+    selection always scores the instruction's answers on every test of the selection pool's tasks.
+    """
     cfg = lpo_settings(settings or {})
     if tools.rewriter_spec is None:
         raise UserError("lpo needs a rewriter model (--rewriter) for its debugger and optimizer prompts")
@@ -164,6 +184,7 @@ def optimize_instruction(
             "train": [t.task_id for t in train],
             "selection": [t.task_id for t in selection],
             "strategy": tools.config.as_dict(),
+            "train_feedback": train_feedback,
         }
     )
     if state_path.exists():
@@ -188,10 +209,10 @@ def optimize_instruction(
         batches = batches[: cfg["max_batches"]]
 
     def evaluate(index: int) -> None:
-        rows = run_instruction(tools, call_model, selection, state["instruction"], "selection")
+        rows = run_instruction(tools, call_model, selection, state["instruction"], "selection", train_feedback)
         _charge_rows(state, rows)
-        score = float(np.mean([r["step"]["feedback"]["soft"] for r in rows])) if rows else 0.0
-        passed = float(np.mean([r["step"]["feedback"]["passed"] for r in rows])) if rows else 0.0
+        score = float(np.mean([r["score"] for r in rows])) if rows else 0.0
+        passed = float(np.mean([r["score"] >= 1.0 for r in rows])) if rows else 0.0
         state["evaluations"].append(
             {"after_batch": index, "instruction": state["instruction"], "soft_pass": score, "pass_rate": passed}
         )
@@ -205,7 +226,7 @@ def optimize_instruction(
         if stop_after is not None and done_now >= stop_after:
             break
         tasks = [train[i] for i in batches[index]]
-        rows = run_instruction(tools, call_model, tasks, state["instruction"], "train")
+        rows = run_instruction(tools, call_model, tasks, state["instruction"], "train", train_feedback)
         _charge_rows(state, rows)
         failures = [r for r in rows if not r["step"]["feedback"]["passed"]][: cfg["max_failures_shown"]]
         entry: dict[str, Any] = {
