@@ -200,10 +200,25 @@ def test_child_process_that_never_exits_and_holds_the_pipes():
     assert sandbox_processes() == []
 
 
-@pytest.mark.parametrize("where", ["home", "tmp"])
+def _victim_base(where: str) -> Path | None:
+    """Where the user keeps files: their home, the host's /tmp, or elsewhere (a directory the user owns
+    outside both, from PROMIS_REPRO_SANDBOX_VICTIM_DIR; root's default is the checkout)."""
+    if where == "home":
+        return Path.home()
+    if where == "tmp":
+        return Path(tempfile.mkdtemp(prefix="promis-victim-"))
+    chosen = os.environ.get("PROMIS_REPRO_SANDBOX_VICTIM_DIR")
+    if chosen:
+        return Path(chosen)
+    return REPO if os.geteuid() == 0 else None
+
+
+@pytest.mark.parametrize("where", ["home", "tmp", "elsewhere"])
 def test_files_outside_the_working_directory_are_untouched(where):
-    # the user's own files: the dedicated uid (root) or the read-only, hidden file system (user namespaces)
-    base = Path.home() if where == "home" else Path(tempfile.mkdtemp(prefix="promis-victim-"))
+    # the sandbox sees an allow-listed, read-only file system; root's runs also have a uid of their own
+    base = _victim_base(where)
+    if base is None:
+        pytest.skip("set PROMIS_REPRO_SANDBOX_VICTIM_DIR to a directory this user owns outside home and /tmp")
     outside = base / ".promis-repro-victim"
     outside.mkdir(exist_ok=True)
     victim = outside / "victim.txt"
@@ -231,21 +246,71 @@ def test_files_outside_the_working_directory_are_untouched(where):
         for path in outside.iterdir():
             path.unlink()
         outside.rmdir()
-        if where != "home":
+        if where == "tmp":
             base.rmdir()
 
 
-def test_the_users_home_is_not_readable_under_user_namespaces():
-    if detect_isolation().mode != "user-namespace":
-        pytest.skip("root runs use a dedicated uid, which cannot read the user's private files")
+def test_the_users_files_are_not_readable():
+    # a secret in the user's home: the program passes only if reading it fails (posix: past EvalPlus's guard)
     secret = Path.home() / ".promis-repro-secret"
     secret.write_text("token")
     try:
-        code = f"def f(x):\n    return len(open({str(secret)!r}).read()) + x\n"
-        result = score(code)
-        assert_contained(result, ("fail", "error"))
+        code = (
+            "import posix\n"
+            "def f(x):\n"
+            "    try:\n"
+            f"        posix.read(posix.open({str(secret)!r}, posix.O_RDONLY), 5)\n"
+            "    except OSError:\n"
+            "        return x + 1\n"
+            "    return -1\n"
+        )
+        assert score(code).status == "pass"
+        assert sandbox_processes() == []
     finally:
         secret.unlink()
+
+
+def test_unix_sockets_outside_are_unreachable():
+    # a socket anyone may connect to (a user's D-Bus or container engine socket lives like this in /run)
+    base = _victim_base("elsewhere")
+    if base is None:
+        pytest.skip("set PROMIS_REPRO_SANDBOX_VICTIM_DIR to a directory this user owns outside home and /tmp")
+    path = base / ".promis-repro-socket"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    os.chmod(path, 0o777)
+    server.listen(1)
+    server.settimeout(0.2)
+    accepted: list[object] = []
+
+    def accept():
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                accepted.append(server.accept())
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept)
+    thread.start()
+    try:
+        code = (
+            "import socket\n"
+            "def f(x):\n"
+            "    try:\n"
+            "        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+            f"        s.connect({str(path)!r})\n"
+            "        s.sendall(b'leak')\n"
+            "    except OSError:\n"
+            "        return x + 1\n"
+            "    return -1\n"
+        )
+        result = score(code)
+        thread.join()
+        assert accepted == [] and result.status == "pass"
+    finally:
+        server.close()
+        path.unlink()
 
 
 def test_tcp_connect_to_a_local_port_fails():

@@ -83,45 +83,36 @@ class Isolation:
         return self.mode != "weak"
 
 
-def _probe_unshare(flag: int) -> bool:
-    code = (
-        "import ctypes, ctypes.util, sys\n"
-        "libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6', use_errno=True)\n"
-        f"sys.exit(0 if libc.unshare({flag}) == 0 else 1)\n"
-    )
-    try:
-        result = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return result.returncode == 0
-
-
-def _probe_user_namespaces() -> tuple[bool, str]:
-    """Whether an ordinary user can contain a run here (``child.py probe``), and why not."""
+def _probe(mode: str) -> tuple[bool, str]:
+    """Whether this process can contain a run in ``mode`` (``child.py probe MODE``), and why not."""
     try:
         result = subprocess.run(
-            [sys.executable, "-I", str(CHILD_SCRIPT), "probe"], capture_output=True, text=True, timeout=30
+            [sys.executable, "-I", str(CHILD_SCRIPT), "probe", mode], capture_output=True, text=True, timeout=30
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return False, str(exc)
-    return result.returncode == 0, (result.stderr.strip().splitlines() or [""])[-1]
+    return result.returncode == 0, (result.stderr.strip().splitlines() or ["refused by the kernel"])[-1]
 
 
 @functools.cache
 def detect_isolation() -> Isolation:
     privileged = os.geteuid() == 0
     notes = []
+    mode = "weak"
     if privileged:
-        netns = _probe_unshare(0x40000000)
-        mountns = _probe_unshare(0x00020000)
-        mode = "root" if netns and mountns else "weak"
-        pidns = False
-    else:
-        usable, why = _probe_user_namespaces()
-        netns = mountns = pidns = usable
-        mode = "user-namespace" if usable else "weak"
-        if not usable:
-            notes.append(f"not root and no user namespaces ({why or 'refused by the kernel'})")
+        usable, why = _probe("root")
+        if usable:
+            mode = "root"
+        else:  # root without the capabilities (a container, say): user namespaces may still do
+            notes.append(f"root, but no namespaces of its own ({why})")
+    if mode == "weak":
+        usable, why = _probe("user-namespace")
+        if usable:
+            mode = "user-namespace"
+        else:
+            notes.append(f"no user namespaces ({why})")
+    netns = mountns = mode != "weak"
+    pidns = mode == "user-namespace"
     if not netns:
         notes.append("no network namespace: generated code can reach the network")
     if not mountns:
@@ -343,16 +334,18 @@ def run_job(job: dict[str, Any], deadline: float, limits: SandboxLimits | None =
     isolation = require_containment()
     userns = isolation.mode == "user-namespace"
     with contextlib.ExitStack() as stack:
-        uid = stack.enter_context(_lease_uid()) if isolation.privileged else None
+        uid = stack.enter_context(_lease_uid()) if isolation.mode == "root" else None
         run_dir = Path(tempfile.mkdtemp(prefix="promis-sbx-"))
         stack.callback(shutil.rmtree, run_dir, True)
         os.chmod(run_dir, 0o711)
         workdir = run_dir / "work"
         workdir.mkdir(mode=0o777)
         env = _child_env(str(workdir))
-        # a dedicated uid, or a fresh user namespace (whose process count starts at zero), gets the cap as it is
-        contained_count = uid is not None or userns
-        nproc = limits.max_processes if contained_count else _processes_of_current_user() + limits.max_processes
+        # a dedicated uid gets the cap as it is; a fresh user namespace counts its supervisor and init too
+        if uid is not None or userns:
+            nproc = limits.max_processes + (2 if userns else 0)
+        else:
+            nproc = _processes_of_current_user() + limits.max_processes
         rlimits = {
             "RLIMIT_AS": limits.memory_bytes,
             "RLIMIT_FSIZE": limits.file_bytes,
@@ -365,7 +358,6 @@ def run_job(job: dict[str, Any], deadline: float, limits: SandboxLimits | None =
         full_job["stdout_cap"] = limits.stdout_chars
         full_job["isolation"] = {
             "userns": userns,
-            "hide": os.path.expanduser("~") if userns else None,  # the user's files: unseen, unwritable
             "netns": limits.isolate_network and isolation.network_namespace,
             "mountns": isolation.mount_namespace and not userns,
             "tmpfs_bytes": limits.tmpfs_bytes,
