@@ -4,8 +4,9 @@
 #   snakemake --profile profiles/slurm results/codellama-7b-instruct/mbppplus/ppo/seed1/metrics.json
 
 
-# the paper's grid unless a --configfile is given (a given file replaces it rather than merging into it)
-if not config:
+# the paper's grid unless a --configfile is given (a given file replaces it rather than merging into it);
+# --config key=value alone adds to the paper's grid (testing `config` itself would drop the grid then)
+if not workflow.overwrite_configfiles:
 
     configfile: "config/config.yaml"
 
@@ -15,11 +16,21 @@ envvars:
     "PATH",
 
 
-# the project image; used when Snakemake is asked for --software-deployment-method apptainer
-container: config.get("container", "docker://ghcr.io/promis-repro/promis-repro:latest")
-
-
 include: "rules/common.smk"
+
+
+# the project image (`container` in the config: a .sif file, by default the one README's two commands
+# build, or a docker:// address); used when Snakemake is asked for --software-deployment-method apptainer
+container: config["container"]
+
+
+# trivial rules run where Snakemake runs, never as cluster jobs (an 8 GB SLURM job to write a YAML file);
+# the same names as grid.LOCAL_RULES (the directive takes names only; tests/test_cell_and_cost.py checks)
+localrules:
+    all,
+    strategy_config,
+
+
 include: "rules/data.smk"
 include: "rules/models.smk"
 include: "rules/train.smk"
@@ -27,6 +38,7 @@ include: "rules/run.smk"
 include: "rules/evaluate.smk"
 include: "rules/aggregate.smk"
 include: "rules/report.smk"
+include: "rules/cell.smk"
 
 
 # `snakemake --report results/report.html`: the workflow description; every report() output joins it

@@ -6,6 +6,8 @@ import sys
 
 from promis_repro import grid
 from promis_repro.errors import UserError
+from promis_repro.generation.registry import get_model
+from promis_repro.workflow_cluster import empty_slurm_settings, job_environment
 from promis_repro.workflow_config import training_length, validate_pipeline_config
 
 # one line naming the key, before any job is planned (the schema, model names, strategy settings)
@@ -23,6 +25,22 @@ if shutil.which("promis-repro") is None:
     os.environ["PATH"] = (
         f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"
     )
+# what every job, wherever it runs (here, a SLURM node, a conda env, an Apptainer image), is told: the
+# project's source (envs/promis-repro.post-deploy.sh installs it from there), the model lock (the hub
+# commits `promis-repro models lock` pinned: one results tree never mixes revisions), and, when set,
+# the hub's token (gated models), caches and mirrors (docs/cluster.md); Apptainer mounts only the
+# working directory (as home) and /tmp, so the paths jobs use elsewhere are bound (APPTAINER_BIND)
+workflow.register_envvars(
+    *job_environment(workflow.basedir, config.get("data_dir"), RESULTS)
+)
+# SLURM settings profiles/slurm leaves for the user to fill in once: refuse to plan while one is empty
+empty = empty_slurm_settings(workflow.resource_settings)
+if empty:
+    sys.exit(
+        f"promis-repro: the profile leaves {empty[0]} empty; fill it in (profiles/slurm/config.yaml, "
+        '"FILL IN ONCE"), or delete the line if your cluster does not use it'
+    )
+
 DATA_DIR_ARG = f"--data-dir {config['data_dir']}" if config.get("data_dir") else ""
 # where the kernel refuses user namespaces, generated code runs only when the config says so (and it is recorded);
 # a top-level option, so it goes between "promis-repro" and the command
@@ -46,6 +64,11 @@ def agent_file(name):
 
 def log_file(stage, template):
     return f"{RESULTS}/logs/{stage}/{template}.log"
+
+
+def benchmark_file(rule):
+    """Snakemake's measurements of one job of `rule` (wall time, max RSS, CPU): what `promis-repro cost` sizes from."""
+    return f"{RESULTS}/{grid.BENCHMARK_TEMPLATES[rule]}"
 
 
 def feedback_variants():
@@ -135,3 +158,8 @@ def table_caption(name):
     if name.startswith("apps_difficulty_"):
         return "../workflow/report/apps_difficulty.rst"
     return "../workflow/report/benchmark_table.rst"
+
+
+def model_identity(name):
+    """The weights' identity as one string (a parameter of fetch_model, so a change reruns it)."""
+    return json.dumps(get_model(name).identity(), sort_keys=True)

@@ -12,6 +12,8 @@ rule evaluate_cell:
         metrics=cell_file("metrics.json"),
     log:
         log_file("evaluate", grid.CELL_TEMPLATE),
+    benchmark:
+        benchmark_file("evaluate_cell")
     conda:
         "../envs/promis-repro.yaml"
     threads: 1

@@ -10,6 +10,8 @@ rule run_cell:
         cost=cell_file("cost.json"),
     log:
         log_file("run", grid.CELL_TEMPLATE),
+    benchmark:
+        benchmark_file("run_cell")
     conda:
         "../envs/promis-repro.yaml"
     resources:
@@ -25,7 +27,7 @@ rule run_cell:
         pools=lambda wildcards, input: os.path.dirname(input.pools),
         protocol=config["protocol"],
     shell:
-        "promis-repro {params.sandbox} run --strategy {wildcards.strategy} --model {wildcards.model} --rewriter {params.rewriter} "
+        "promis-repro --log-file {log} --quiet {params.sandbox} run --strategy {wildcards.strategy} --model {wildcards.model} --rewriter {params.rewriter} "
         "--benchmark {wildcards.benchmark} --seed {wildcards.seed} --feedback {params.feedback} "
         "--out {params.out} --pools {params.pools} --config {input.strategy_config} {params.trained} {params.limit} {params.data_dir} "
-        "--protocol {params.protocol} --quiet > {log} 2>&1"
+        "--protocol {params.protocol} >> {log} 2>&1"

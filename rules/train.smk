@@ -12,6 +12,8 @@ rule train_agent:
         agent_file("training.json"),
     log:
         log_file("train", grid.AGENT_TEMPLATE),
+    benchmark:
+        benchmark_file("train_agent")
     conda:
         "../envs/promis-repro.yaml"
     resources:
@@ -28,8 +30,8 @@ rule train_agent:
         protocol=config["protocol"],
         limits=f"{limit_arg('limit', config['train'])} {limit_arg('selection_limit', config['train'])}",
     shell:
-        "promis-repro {params.sandbox} train --agent {wildcards.agent} --model {wildcards.model} --rewriter {params.rewriter} "
+        "promis-repro --log-file {log} --quiet {params.sandbox} train --agent {wildcards.agent} --model {wildcards.model} --rewriter {params.rewriter} "
         "--seed {wildcards.seed} --out {params.out} --pools {params.pools} --config {input.strategy_config} "
         "{params.timesteps} {params.limits} --train-feedback {params.train_feedback} "
         "--eval-benchmarks {params.benchmarks} --protocol {params.protocol} {params.data_dir} "
-        "> {log} 2>&1"
+        ">> {log} 2>&1"

@@ -119,7 +119,20 @@ rm -rf results/slurm-ci
 timeout -s INT -k 30 900 $SNAKEMAKE --profile profiles/slurm-ci --configfile config/slurm-ci.yaml --config "data_dir=$DATA_DIR" 2>&1 | tee results/slurm-ci.log
 test -s results/slurm-ci/aggregate/cells.csv
 test -s results/slurm-ci/agents/ppo/smollm2-135m-instruct/seed1/training.json
-# every job but the local target rule went through sbatch (the plugin deletes logs of successful jobs)
+# every job but the local rules (all, strategy_config) went through sbatch
 submitted=$(grep -c "has been submitted with SLURM jobid" results/slurm-ci.log || true)
-[ "$submitted" -ge 11 ] || { echo "only $submitted jobs went through SLURM" >&2; exit 1; }
+[ "$submitted" -ge 10 ] || { echo "only $submitted jobs went through SLURM" >&2; exit 1; }
+# GPU rules on the gpu partition with the fake A100, as profiles/slurm asks; nothing else there
+# (finished jobs stay in scontrol for MinJobAge = 300 s; the comment names each job's rule)
+jobs=$(scontrol show job -o)
+for rule in run_cell train_agent; do
+    echo "$jobs" | grep "Comment=rule_${rule}_" | grep -q "Partition=gpu .*TresPerJob=gres:gpu:a100:1" \
+        || { echo "rule $rule did not ask for the gpu partition and an A100" >&2; exit 1; }
+done
+if echo "$jobs" | grep -E "Comment=rule_(evaluate_cell|aggregate|data_split)" | grep -q "Partition=gpu "; then
+    echo "a CPU rule went to the gpu partition" >&2
+    exit 1
+fi
+grep -q "strategy_config" results/slurm-ci.log && ! echo "$jobs" | grep -q "Comment=rule_strategy_config" \
+    || { echo "strategy_config was submitted to SLURM (it is a local rule)" >&2; exit 1; }
 log "SLURM cell done"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A real one-node SLURM cluster for CI and local tests (Debian slurm-wlm + munge, no accounting,
-# one fake GPU through gres). Facts behind the settings: ../shared/notes/local-slurm-cluster.md.
+# one fake A100 through gres, a cpu and a gpu partition on the node, as profiles/slurm expects). Facts behind the settings: ../shared/notes/local-slurm-cluster.md.
 #   scripts/slurm-cluster.sh start   # installs the packages if missing, starts munged, slurmctld, slurmd
 #   scripts/slurm-cluster.sh stop    # stops them by PID
 # State lives in $SLURM_BASE (default /tmp/promis-slurm). Needs root.
@@ -54,10 +54,12 @@ Waittime=0
 # the SLURM executor plugin runs "scontrol show config" whenever Snakemake starts; once this cluster is
 # stopped, a short timeout makes that call fail in ~2 s instead of ~9 s (local messages take milliseconds)
 MessageTimeout=3
-NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem Gres=gpu:1 State=UNKNOWN
+NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem Gres=gpu:a100:1 State=UNKNOWN
 PartitionName=cpu Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
+PartitionName=gpu Nodes=$HOST MaxTime=INFINITE State=UP
 CONF
-    echo "NodeName=$HOST Name=gpu File=$BASE/fakegpu/gpu0" > /etc/slurm/gres.conf
+    # the fake GPU: a distinct character device (an alias of /dev/null), typed so --gpus=a100:1 matches
+    echo "NodeName=$HOST Name=gpu Type=a100 File=$BASE/fakegpu/gpu0" > /etc/slurm/gres.conf
     mkdir -p /run/munge && chown munge:munge /run/munge
     [ -s /etc/munge/munge.key ] || { dd if=/dev/urandom bs=1 count=1024 of=/etc/munge/munge.key 2>/dev/null; chown munge:munge /etc/munge/munge.key; chmod 400 /etc/munge/munge.key; }
     pgrep -x munged >/dev/null || runuser -u munge -- /usr/sbin/munged --pid-file=/run/munge/munged.pid
@@ -65,7 +67,7 @@ CONF
     /usr/sbin/slurmd
     for _ in $(seq 1 100); do
         if sinfo -h -n "$HOST" -o %T 2>/dev/null | grep -qE 'idle|mixed|allocated'; then
-            echo "slurm cluster up: node $HOST, $cpus CPUs, 1 fake GPU"
+            echo "slurm cluster up: node $HOST, $cpus CPUs, 1 fake A100, partitions cpu and gpu"
             return 0
         fi
         sleep 0.3

@@ -204,8 +204,15 @@ def test_seq2seq_code_path_with_a_random_tiny_t5(tmp_path, data_dir):
     assert [c.text for c in generator.generate(prompts, settings)] == [c.text for c in first]
 
 
-def test_vllm_code_path_with_a_stand_in_module(monkeypatch):
+def test_vllm_code_path_with_a_stand_in_module(monkeypatch, tmp_path):
     calls = {}
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    lock = tmp_path / "models.lock.yaml"
+    lock.write_text(
+        f"deepseek-coder-6.7b-instruct: {{hub_id: deepseek-ai/deepseek-coder-6.7b-instruct, branch: main, "
+        f"revision: {commit}, resolved_at: '2026-12-02T00:00:00Z'}}\n"
+    )
+    monkeypatch.setenv("PROMIS_REPRO_MODELS_LOCK", str(lock))
 
     class SamplingParams:
         def __init__(self, **kwargs):
@@ -234,7 +241,7 @@ def test_vllm_code_path_with_a_stand_in_module(monkeypatch):
     generator = VllmGenerator(spec)
     prompts = [ChatPrompt(text="a"), ChatPrompt(text="b")]
     completions = generator.generate(prompts, DecodingSettings(temperature=0.7, top_p=0.9, seed=5))
-    assert calls["engine"]["model"] == spec.hub_id and calls["engine"]["revision"] == spec.revision
+    assert calls["engine"]["model"] == spec.hub_id and calls["engine"]["revision"] == spec.revision == commit
     seeds = [p.kwargs["seed"] for p in calls["params"]]
     assert len(set(seeds)) == 2  # one seed per prompt, derived from (seed, prompt)
     assert calls["params"][0].kwargs["temperature"] == 0.7 and calls["params"][0].kwargs["max_tokens"] == 512

@@ -5,31 +5,16 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
-
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-
-
-def _snakemake(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
-
-
-def _job_counts(output: str) -> dict[str, int]:
-    counts = {}
-    for line in output.split("Job stats:", 1)[1].splitlines()[3:]:
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].isdigit():
-            break
-        counts[parts[0]] = int(parts[1])
-    return counts
+from conftest import REPO, SNAKEMAKE, job_counts, run_snakemake
 
 
 def test_lint_is_clean():
-    done = _snakemake("--lint", "--configfile", "config/tiny.yaml")
+    done = run_snakemake("--lint", "--configfile", "config/tiny.yaml")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Congratulations" in done.stdout + done.stderr
 
@@ -46,9 +31,9 @@ def test_rules_are_snakefmt_formatted():
 
 
 def test_dry_run_of_the_paper_grid_lists_every_cell():
-    done = _snakemake("-n")
+    done = run_snakemake("-n")
     assert done.returncode == 0, done.stderr[-3000:]
-    counts = _job_counts(done.stdout + done.stderr)
+    counts = job_counts(done.stdout + done.stderr)
     # 3 generators x 4 benchmarks (the MBPP test split, MBPP+, HumanEval+, APPS) x 12 strategies x 5 seeds
     assert counts["evaluate_cell"] == 3 * 4 * 12 * 5
     assert counts["run_cell"] == 3 * 4 * 12 * 5
@@ -63,9 +48,9 @@ def test_dry_run_of_the_paper_grid_lists_every_cell():
 
 def test_one_cell_needs_only_its_own_inputs():
     target = "results/codellama-7b-instruct/mbppplus/ppo/seed1/metrics.json"
-    done = _snakemake("-n", target)
+    done = run_snakemake("-n", target)
     assert done.returncode == 0, done.stderr[-3000:]
-    counts = _job_counts(done.stdout + done.stderr)
+    counts = job_counts(done.stdout + done.stderr)
     assert counts == {
         "data_split": 1,
         "evaluate_cell": 1,
@@ -77,15 +62,45 @@ def test_one_cell_needs_only_its_own_inputs():
     }
 
 
+def test_config_on_the_command_line_adds_to_the_paper_grid():
+    # --config without --configfile keeps the paper's grid and changes only the keys it names
+    done = run_snakemake("-n", "--config", "seeds=[2]", "strategies=[direct]")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert job_counts(done.stdout + done.stderr)["evaluate_cell"] == 3 * 4 * 1 * 1
+    assert "results/deepseek-coder-6.7b-instruct/apps/direct/seed2/metrics.json" in done.stdout + done.stderr
+
+
+IN_APPTAINER = ("--software-deployment-method", "apptainer", "--cores", "1")
+
+
+@pytest.mark.parametrize("chosen", [None, "/images/promis-repro-test.sif"])
+def test_the_container_key_points_the_rules_at_an_image(tmp_path, chosen, apptainer_stand_in):
+    # a real run of one rule "in Apptainer": the stand-in records the image Snakemake hands it
+    results = tmp_path / "results"
+    config = ["--config", f"results={results}", *([f"container={chosen}"] if chosen else [])]
+    done = subprocess.run(
+        [*SNAKEMAKE, f"{results}/config/strategy.yaml", "--configfile", "config/tiny.yaml", *config, *IN_APPTAINER],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=apptainer_stand_in,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (results / "config" / "strategy.yaml").exists()
+    (call,) = Path(apptainer_stand_in["APPTAINER_CALLS"]).read_text().splitlines()
+    assert call.startswith("exec ") and f" {chosen or 'promis-repro.sif'} bash " in call
+
+
 def test_oracle_variant_adds_labelled_cells(tmp_path):
     config = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
     config["oracle_variant"] = True
     config["results"] = str(tmp_path / "results")  # an empty tree: cells a tiny run left behind are not planned
     path = tmp_path / "oracle.yaml"
     path.write_text(yaml.safe_dump(config))
-    done = _snakemake("-n", "--configfile", str(path))
+    done = run_snakemake("-n", "--configfile", str(path))
     assert done.returncode == 0, done.stderr[-3000:]
-    assert _job_counts(done.stdout + done.stderr)["evaluate_cell"] == 2 * 4 * 12 * 2
+    assert job_counts(done.stdout + done.stderr)["evaluate_cell"] == 2 * 4 * 12 * 2
     assert "--feedback oracle" in done.stdout + done.stderr or "direct-oracle/seed1" in done.stdout + done.stderr
     for table in ("mbppplus_oracle", "apps_difficulty_oracle", "mbppplus_visible"):
         assert f"tables/{table}.html" in done.stdout + done.stderr, table
@@ -110,7 +125,7 @@ def test_a_bad_config_stops_with_one_line_naming_the_key(tmp_path, key, value, n
     config[key] = value
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(config))
-    done = _snakemake("-n", "--configfile", str(path))
+    done = run_snakemake("-n", "--configfile", str(path))
     assert done.returncode != 0
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("promis-repro: invalid config:"), done.stderr
@@ -122,41 +137,39 @@ def test_unknown_config_key_is_refused(tmp_path):
     config["sedes"] = [1]
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(config))
-    done = _snakemake("-n", "--configfile", str(path))
+    done = run_snakemake("-n", "--configfile", str(path))
     assert done.returncode != 0 and "'sedes' was unexpected" in done.stderr
 
 
-def test_apptainer_definition_is_generated_from_the_dockerfile(tmp_path):
-    generated = tmp_path / "promis-repro.def"
-    done = subprocess.run(
-        [sys.executable, "-m", "spython.client", "recipe", "containers/Dockerfile", str(generated)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if done.returncode != 0:  # older spython has no module entry point
-        done = subprocess.run(
-            [str(Path(sys.executable).parent / "spython"), "recipe", "containers/Dockerfile", str(generated)],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-    assert done.returncode == 0, done.stderr
-    assert generated.read_text() == (REPO / "containers" / "promis-repro.def").read_text()
+def test_the_image_pins_its_base_and_torch_and_installs_the_lock():
     dockerfile = (REPO / "containers" / "Dockerfile").read_text()
-    assert re.search(r"^FROM nvidia/cuda:", dockerfile, re.M) and "python3.11" in dockerfile
-    assert "requirements.lock" in dockerfile
+    assert re.search(r"^ARG BASE=\S+@sha256:[0-9a-f]{64}$", dockerfile, re.M), "the default base is pinned by digest"
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    torch = next(d for d in pyproject["project"]["dependencies"] if d.startswith("torch"))
+    assert f"ARG TORCH_SPEC={torch}" in dockerfile
+    assert "requirements.lock" in dockerfile and "wordnet-base" in dockerfile
+    ignored = (REPO / ".dockerignore").read_text().split()
+    assert {".venv", "results", ".snakemake", ".git"} <= set(ignored)
 
 
-def test_slurm_profile_asks_for_a100s_and_runs_in_the_container():
-    profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
-    assert profile["executor"] == "slurm"
-    assert profile["software-deployment-method"] == "apptainer" and "--nv" in profile["apptainer-args"]
-    assert profile["slurm-init-seconds-before-status-checks"] <= 60 and profile["latency-wait"] >= 30
-    grid = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    assert grid["resources"]["gpu"]["gpu"] == 1 and grid["resources"]["gpu"]["gpu_model"] == "a100"
-    assert "gpu" not in grid["resources"]["cpu"]
-    ci = yaml.safe_load((REPO / "profiles" / "slurm-ci" / "config.yaml").read_text())
-    assert ci["slurm-status-command"] == "squeue"
+def test_the_lock_satisfies_pyproject():
+    """containers/requirements.lock (scripts/lock.sh) pins a version of everything pyproject.toml asks for."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pins = {}
+    for line in (REPO / "containers" / "requirements.lock").read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.split("==", 1)
+            pins[canonicalize_name(name)] = version.strip()
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    wanted = [*pyproject["project"]["dependencies"], *pyproject["project"]["optional-dependencies"]["dev"]]
+    for text in wanted:
+        requirement = Requirement(text)
+        name = canonicalize_name(requirement.name)
+        if name == "torch":  # the image installs the build containers/Dockerfile's TORCH_SPEC names
+            continue
+        assert name in pins, f"{name} is in pyproject.toml but not in the lock: run scripts/lock.sh"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (
+            f"the lock pins {name}=={pins[name]}, pyproject.toml asks for {requirement.specifier}: run scripts/lock.sh"
+        )

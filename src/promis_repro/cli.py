@@ -17,6 +17,7 @@ from typing import Any
 
 from promis_repro.errors import UserError
 from promis_repro.grid import AGENTS, BENCHMARKS, FEEDBACK_MODES, PROTOCOLS, REFERENCE_STRATEGY, STRATEGIES
+from promis_repro.progress import configure_logging
 
 log = logging.getLogger("promis_repro")
 
@@ -31,7 +32,7 @@ def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--data-dir", default=None, help="directory with the benchmark files")
     evaluate.add_argument("--workers", type=int, default=2, help="sandboxed programs run at once")
     evaluate.add_argument("--import-header", default="none", choices=sorted(IMPORT_HEADERS))
-    evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
+    evaluate.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="the global --quiet")
     evaluate.set_defaults(stage="evaluate:evaluate")
 
     cell = sub.add_parser("evaluate-cell", help="score a run directory's samples: results.jsonl, metrics.json")
@@ -84,7 +85,7 @@ def _add_strategy_commands(sub: argparse._SubParsersAction) -> None:
         help=f"output directory of promis-repro train ({', '.join(AGENTS)})",
     )
     run.add_argument("--pools", default=None, help="output directory of promis-repro data split (the guard's pools)")
-    run.add_argument("--quiet", action="store_true")
+    run.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="the global --quiet")
     _add_strategy_options(run)
     run.set_defaults(stage="run:run")
 
@@ -138,6 +139,28 @@ def _add_analysis_commands(sub: argparse._SubParsersAction) -> None:
     prov.add_argument("--results", default="results")
     prov.set_defaults(stage="report:provenance")
 
+    one = sub.add_parser("cell", help="one cell's row of the tables from its seeds alone (cells/)")
+    one.add_argument("--results", default="results")
+    one.add_argument("--model", required=True)
+    one.add_argument("--benchmark", required=True, choices=BENCHMARKS)
+    one.add_argument("--strategy", required=True, choices=STRATEGIES)
+    one.add_argument("--oracle", action="store_true", help="the cell's leaky oracle twin ({strategy}-oracle)")
+    one.add_argument("--seeds", nargs="*", default=None, help="the grid's seeds (default: every one on disk)")
+    one.add_argument("--paper", default=None, help="the paper's numbers (config/paper_results.yaml)")
+    one.add_argument("--strategies", nargs="*", default=None, help="the grid's strategies (the p-value's seed)")
+    one.add_argument("--models", nargs="*", default=None, help="the grid's generators (Holm's family)")
+    one.add_argument("--reference", default=REFERENCE_STRATEGY)
+    one.add_argument("--resamples", type=int, default=9999, help="bootstrap resamples")
+    one.add_argument("--out", default=None, help="the files' path without suffix (default: RESULTS/cells/...)")
+    one.set_defaults(stage="cell:cell")
+
+    cost = sub.add_parser("cost", help="jobs and estimated GPU-/CPU-hours per rule of a config's grid")
+    cost.add_argument("--configfile", nargs="+", default=None, help="as Snakemake's (default: config/config.yaml)")
+    cost.add_argument("--table", default="config/cost_table.yaml", help="per-model estimates where nothing is recorded")
+    cost.add_argument("--results", default=None, help="the tree whose costs and done jobs count (default: config's)")
+    cost.add_argument("--out", default=None, help="also write the bill as JSON")
+    cost.set_defaults(stage="cost:cost")
+
 
 def _add_preparation_commands(sub: argparse._SubParsersAction) -> None:
     models = sub.add_parser("models", help="model weights")
@@ -146,6 +169,12 @@ def _add_preparation_commands(sub: argparse._SubParsersAction) -> None:
     fetch.add_argument("--model", required=True)
     fetch.add_argument("--out", required=True, help="JSON record of the model's identity and location")
     fetch.set_defaults(stage="models:fetch")
+    lock = models_sub.add_parser(
+        "lock", help="pin each hub model's branch to its current commit (online; $HF_ENDPOINT, $HF_TOKEN)"
+    )
+    lock.add_argument("--models", nargs="*", default=None, help="these models only (default: every hub model)")
+    lock.add_argument("--out", default=None, help="lock file (default: models.lock.yaml beside the registry)")
+    lock.set_defaults(stage="models:lock")
 
     data = sub.add_parser("data", help="data preparation")
     data_sub = data.add_subparsers(dest="data_command", required=True)
@@ -170,6 +199,18 @@ def _add_preparation_commands(sub: argparse._SubParsersAction) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="promis-repro", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="nothing on the terminal but warnings and errors (none with --log-file, which gets them): "
+        "no progress lines or bars; the log file still gets everything",
+    )
+    parser.add_argument(
+        "--log-file",
+        default=None,
+        metavar="PATH",
+        help="append time-stamped log lines here: progress lines and INFO, whatever --quiet says",
+    )
     parser.add_argument(
         "--allow-weak-sandbox",
         action="store_true",
@@ -197,15 +238,17 @@ def stage_arguments(function: Callable[..., Any], args: argparse.Namespace) -> d
 def main(argv: list[str] | None = None) -> int:
     # the libraries' own bars (weights loading, downloads) are noise in a job's log; ours stay
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.allow_weak_sandbox:  # read by the sandbox, in this process and the jobs it starts
-        os.environ["PROMIS_REPRO_ALLOW_WEAK_SANDBOX"] = "1"
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    bars = os.environ.get("TQDM_DISABLE")
+    if "--quiet" in (sys.argv[1:] if argv is None else argv):
+        # no bar at all, the libraries' too (a GGUF conversion); tqdm reads this on import, which the parser does
+        os.environ["TQDM_DISABLE"] = "1"
+    undo_logging = None
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.allow_weak_sandbox:  # read by the sandbox, in this process and the jobs it starts
+            os.environ["PROMIS_REPRO_ALLOW_WEAK_SANDBOX"] = "1"
+        undo_logging = configure_logging(verbose=args.verbose, quiet=args.quiet, log_file=args.log_file)
         function = stage_function(args)
         function(**stage_arguments(function, args))
     except UserError as exc:
@@ -214,6 +257,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("promis-repro: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if undo_logging is not None:
+            undo_logging()
+        os.environ.pop("TQDM_DISABLE", None)
+        if bars is not None:
+            os.environ["TQDM_DISABLE"] = bars
     return 0
 
 

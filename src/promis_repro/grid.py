@@ -79,9 +79,26 @@ STRATEGY_LABELS = {
 #: one cell's directory under the results root, and one trained agent's
 CELL_TEMPLATE = "{model}/{benchmark}/{strategy}{variant}/seed{seed}"
 AGENT_TEMPLATE = "agents/{agent}/{model}/seed{seed}"
+#: a reviewer's cell (every seed of one model x benchmark x strategy) as its row of the tables
+CELL_ROW_TEMPLATE = "cells/{model}/{benchmark}/{strategy}{variant}"
+#: where a rule's ``benchmark:`` directive writes Snakemake's measurements of one job (wall seconds, memory),
+#: by rule, relative to the results root: ``rules/common.smk`` (``benchmark_file``) and ``promis-repro cost`` read it
+BENCHMARK_TEMPLATES = {
+    "fetch_model": "benchmarks/models/{model}.tsv",
+    "train_agent": f"benchmarks/train/{AGENT_TEMPLATE}.tsv",
+    "run_cell": f"benchmarks/run/{CELL_TEMPLATE}.tsv",
+    "evaluate_cell": f"benchmarks/evaluate/{CELL_TEMPLATE}.tsv",
+}
+
+#: the Snakefile's ``localrules``: rules run where Snakemake runs, never as cluster jobs (``promis-repro cost``
+#: bills them as local; Snakemake's ``localrules:`` takes names only, so a test checks the Snakefile lists these)
+LOCAL_RULES = ("all", "strategy_config")
 
 #: top-level directories of a results tree that are not models
-NOT_MODELS = ("agents", "aggregate", "stats", "tables", "figures", "report", "data", "logs", "models", "config")
+NOT_MODELS = (
+    *("agents", "aggregate", "stats", "tables", "figures", "report", "data", "logs", "models", "config"),
+    *("cells", "benchmarks"),
+)
 
 
 def _alternatives(names: tuple[str, ...] | list[str]) -> str:

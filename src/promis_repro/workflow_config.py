@@ -40,8 +40,37 @@ def load_schema(schema_path: str | os.PathLike[str]) -> dict[str, Any]:
     return schema
 
 
+_YAML_TYPES = {"integer": int, "number": (int, float), "boolean": bool, "null": type(None)}
+
+
+def typed_command_line_values(value: Any, schema: dict[str, Any]) -> Any:
+    """``value`` with strings read as YAML where the schema wants a number, a boolean or null.
+
+    Snakemake reads ``--config seeds=[1,2]`` with YAML's BaseLoader, which leaves ``['1', '2']``: the
+    items of lists and maps given on the command line arrive as strings. The schema says what each key
+    holds, so a string is converted only where a string is not allowed and YAML reads the wanted type.
+    """
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        return {key: typed_command_line_values(item, properties.get(key, {})) for key, item in value.items()}
+    if isinstance(value, list):
+        return [typed_command_line_values(item, schema.get("items", {})) for item in value]
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else types
+    if not isinstance(value, str) or "string" in types or "enum" in schema:
+        return value
+    wanted = tuple(_YAML_TYPES[name] for name in types if name in _YAML_TYPES)
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    is_wanted = isinstance(parsed, wanted) and not (isinstance(parsed, bool) and bool not in wanted)
+    return parsed if wanted and is_wanted else value
+
+
 def _schema_error(config: dict[str, Any], schema_path: str | os.PathLike[str]) -> str | None:
     schema = load_schema(schema_path)
+    config.update(typed_command_line_values(config, schema))
     error = best_match(Draft202012Validator(schema).iter_errors(config))
     if error is None:
         return None
@@ -64,6 +93,7 @@ def validate_pipeline_config(config: dict[str, Any], schema_path: str | os.PathL
     config.setdefault("oracle_variant", False)
     config.setdefault("compare_with", None)
     config.setdefault("allow_weak_sandbox", False)
+    config.setdefault("container", "promis-repro.sif")
     config["train"].setdefault("feedback", "visible")
     for key, names in (("generators", config["generators"]), ("rewriter", [config["rewriter"]])):
         for name in names:

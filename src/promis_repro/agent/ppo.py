@@ -19,17 +19,18 @@ import io
 import json
 import logging
 import random
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from promis_repro.agent.checkpoints import CHECKPOINT_DIRECTORIES, CheckpointPointer
 from promis_repro.agent.env import PromptEnv, check_training_tasks
 from promis_repro.data.task import Task
 from promis_repro.errors import UserError
-from promis_repro.io import atomic_write_json, atomic_write_text
+from promis_repro.io import atomic_write_text
+from promis_repro.progress import Progress
 from promis_repro.provenance import config_hash
 from promis_repro.strategies.actions import EpisodeContext, Tools
 from promis_repro.strategies.engine import ModelCall, derive_seed, drive
@@ -151,35 +152,24 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 class _Checkpoints:
-    """``checkpoints/NNNNNN/`` directories named by an atomically replaced ``checkpoint.json``."""
+    """``checkpoints/NNNNNN/`` (SB3 model zip, the rest in ``state.pt``) behind ``checkpoint.json``."""
 
     def __init__(self, out: Path) -> None:
         self.out = out
-        self.pointer = out / "checkpoint.json"
-
-    def latest(self) -> Path | None:
-        if not self.pointer.exists():
-            return None
-        return self.out / json.loads(self.pointer.read_text())["directory"]
+        self.pointer = CheckpointPointer(out)
 
     def save(self, update: int, model: Any, extra: dict[str, Any]) -> None:
         import torch
 
-        directory = self.out / "checkpoints" / f"{update:06d}"
-        if directory.exists():
-            shutil.rmtree(directory)
-        directory.mkdir(parents=True)
+        directory = self.pointer.fresh(self.out / CHECKPOINT_DIRECTORIES[0] / f"{update:06d}")
         model.save(directory / "model.zip")
         torch.save(extra, directory / "state.pt")
-        previous = self.latest()
-        atomic_write_json(self.pointer, {"directory": str(directory.relative_to(self.out)), "update": update})
-        if previous is not None and previous != directory and previous.exists():
-            shutil.rmtree(previous)
+        self.pointer.commit(directory, update=update)
 
     def load(self) -> tuple[Path, dict[str, Any]] | None:
         import torch
 
-        directory = self.latest()
+        directory = self.pointer.latest()
         if directory is None:
             return None
         return directory / "model.zip", torch.load(directory / "state.pt", weights_only=False)
@@ -259,6 +249,9 @@ def train_ppo(
             "selection": [t.task_id for t in selection],
             "strategy": tools.config.as_dict(),
             "reward": tools.reward.as_dict(),
+            # the weights (a relocked model is another run)
+            "generator": tools.generator_spec.identity(),
+            "rewriter": tools.rewriter_spec.identity() if tools.rewriter_spec else None,
         }
     )
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -294,6 +287,8 @@ def train_ppo(
     selection_tools = Tools(
         tools.generator_spec, tools.rewriter_spec, tools.config, tools.reward, seed, _mutator=tools._mutator
     )
+    report = Progress("ppo", config.total_timesteps, "timesteps", done=model.num_timesteps)
+    report.update(model.num_timesteps, **_progress_details(history))
     updates_now = 0
     while model.num_timesteps < config.total_timesteps:
         if stop_after_updates is not None and updates_now >= stop_after_updates:
@@ -326,6 +321,8 @@ def train_ppo(
             {"identity": identity, "env": env.get_state(), "history": history, "rng": _rng_state()},
         )
         _write_curves(out, env, history)
+        report.update(model.num_timesteps, **_progress_details(history))
+    report.finish()
     model.save(out / "policy.zip")
     _write_curves(out, env, history)
     return {
@@ -334,6 +331,17 @@ def train_ppo(
         "best": history["best"],
         "evaluations": history["evaluations"],
         "episodes": len(env.finished),
+    }
+
+
+def _progress_details(history: dict[str, Any]) -> dict[str, Any]:
+    """The progress line's details: updates, the last selection evaluation and the best so far."""
+    last = history["evaluations"][-1] if history["evaluations"] else None
+    best = history["best"]
+    return {
+        "updates": len(history["updates"]),
+        "last_eval": f"{last['soft_pass']:.4f} SoftPass at {last['timesteps']}" if last else None,
+        "best": f"{best['soft_pass']:.4f}" if best else None,
     }
 
 

@@ -19,16 +19,39 @@ from promis_repro.errors import UserError
 from promis_repro.io import atomic_write_json, atomic_write_text, read_json
 
 
-def _models(model: Any) -> list[str]:
+def _roles(model: Any) -> list[dict[str, Any]]:
+    """The model identities of one provenance record (one, or one per role: generator, rewriter)."""
     if not isinstance(model, dict):
         return []
     roles = model.values() if all(isinstance(v, dict) for v in model.values()) else [model]
+    return [r for r in roles if isinstance(r, dict)]
+
+
+def _models(model: Any) -> list[str]:
     return [
         f"{r.get('name')}: {r.get('hub_id')}@{r.get('revision')}"
         + (f" ({r.get('gguf_file')})" if r.get("gguf_file") else "")
-        for r in roles
-        if isinstance(r, dict)
+        for r in _roles(model)
     ]
+
+
+def require_one_revision_per_model(files: list[Path]) -> None:
+    """Refuse a set of cells that used two revisions of one model (a branch moved, a lock changed).
+
+    Such a tree compares weights, not strategies; the cells of the older revision must be rerun.
+    """
+    seen: dict[str, dict[str, Path]] = defaultdict(dict)
+    for path in files:
+        for identity in _roles((read_json(path).get("provenance") or {}).get("model")):
+            if identity.get("name"):
+                seen[str(identity["name"])].setdefault(f"{identity.get('hub_id')}@{identity.get('revision')}", path)
+    for name, revisions in sorted(seen.items()):
+        if len(revisions) > 1:
+            (first, a), (second, b) = list(revisions.items())[:2]
+            raise UserError(
+                f"the cells mix revisions of model {name}: {first} ({a}) and {second} ({b}); "
+                "rerun the cells of the stale one (snakemake reruns them after `models lock`)"
+            )
 
 
 def collect(results: str | os.PathLike[str]) -> dict[str, dict[str, int]]:

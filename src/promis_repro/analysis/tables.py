@@ -7,6 +7,10 @@
 - ``apps_difficulty_{feedback}``: APPS Pass@1 by difficulty (written whenever APPS cells exist, so a
   pipeline can name it in advance; dashes where results.jsonl rows carry no difficulty).
 - ``paper_vs_reproduced``: the paper's numbers beside ours (``analysis/paper.py``).
+
+``cell_row`` is one cell's row of these (a reviewer's cell, ``promis-repro cell``): its mean ± SD, the
+paper's number with the difference's CI, and the paired test against ``ppo``, each from the function the
+full tables use (``aggregate``, ``paper_comparison``, ``compare_pair``), on that cell's files only.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import pandas as pd
 
 from promis_repro.analysis.aggregate import apps_pass_by_difficulty, write_csv
 from promis_repro.analysis.paper import load_paper_results, paper_comparison, paper_table
-from promis_repro.analysis.significance import ALPHA, POWER, REFERENCE
+from promis_repro.analysis.significance import ALPHA, POWER, REFERENCE, compare_pair
 from promis_repro.analysis.table_format import PASS_MARK, SOFT_MARK, Table, percent
 from promis_repro.analysis.tree import require_files, write_stage_provenance
 from promis_repro.data.apps import DIFFICULTIES
@@ -255,3 +259,133 @@ def make_tables(
     atomic_write_text(out / "index.json", json.dumps(names, indent=2) + "\n")
     write_stage_provenance(out, "tables", sources.values(), {"tables": names})
     return names
+
+
+#: the metrics of a cell's row, as the tables name them
+ROW_METRICS = {"pass_at_1": ("Pass@1", "pass", "passed"), "soft_pass_at_1": ("SoftPass@1", "soft", "soft_pass")}
+
+
+def comparison_seed(strategy: str, strategies: list[str] | tuple[str, ...], reference: str = REFERENCE) -> int:
+    """The bootstrap seed ``compare_strategies`` gives ``strategy``'s comparison in a table of ``strategies``."""
+    return 2 * sorted(set(strategies) - {reference}).index(strategy)
+
+
+def cell_row(
+    cells: pd.DataFrame,
+    per_task: pd.DataFrame,
+    cell: dict[str, str],
+    *,
+    paper: pd.DataFrame | None = None,
+    strategies: list[str] | tuple[str, ...] = (),
+    family: int | None = None,
+    reference: str = REFERENCE,
+    n_resamples: int = 9999,
+) -> dict[str, object]:
+    """One cell's row: the full tables' numbers for ``cell`` (model, benchmark, strategy, feedback).
+
+    ``cells`` and ``per_task``: ``aggregate``'s files of the cell and, to compare, of ``reference`` (same
+    model, benchmark, feedback). ``paper``: ``load_paper_results`` (all of it: each number's CI is seeded
+    by its position there, as in ``paper_vs_reproduced``). ``strategies``: the grid's, which fix the
+    comparison's bootstrap seed as in ``stats``. ``family``: the comparisons of the cell's table (Holm's
+    family); the row gives ``p`` before correction and ``min(1, family * p)``, which bounds the table's
+    Holm-adjusted p from above.
+    """
+    keys = ("model", "benchmark", "strategy", "feedback")
+    mine = cells[np.logical_and.reduce([cells[k] == cell[k] for k in keys])]
+    if mine.empty:
+        raise ValueError(f"no aggregate row for {cell}")
+    ours = mine.iloc[0].to_dict()
+    row: dict[str, object] = {k: ours[k] for k in (*keys, "leaky", "protocol", "seeds", "seed_list", "n_tasks")}
+    for metric in ROW_METRICS:
+        row[f"{metric}_mean"], row[f"{metric}_std"] = ours[f"{metric}_mean"], ours[f"{metric}_std"]
+    row["generator_calls_mean"] = ours.get("generator_calls_mean")
+    tasks = per_task[np.logical_and.reduce([per_task[k] == cell[k] for k in keys])]
+    for metric in ROW_METRICS:  # the paper's columns are there, empty, where it reports no number
+        row.update(dict.fromkeys([f"paper_{metric}", f"paper_{metric}_source", f"{metric}_minus_paper"]))
+        row.update(dict.fromkeys([f"{metric}_minus_paper_ci_low", f"{metric}_minus_paper_ci_high"]))
+    if paper is not None:
+        comparison = paper_comparison(paper, mine, tasks)
+        for r in comparison.to_dict(orient="records") if not comparison.empty else []:
+            if r["feedback"] != cell["feedback"]:  # the paper's other numbers: not this cell's
+                continue
+            metric = r["metric"]
+            row[f"paper_{metric}"], row[f"paper_{metric}_source"] = r["paper"], r["source"]
+            row[f"{metric}_minus_paper"] = r["diff"]
+            row[f"{metric}_minus_paper_ci_low"] = r["diff_ci_low"]
+            row[f"{metric}_minus_paper_ci_high"] = r["diff_ci_high"]
+    group = per_task[np.logical_and.reduce([per_task[k] == cell[k] for k in ("model", "benchmark", "feedback")])]
+    if cell["strategy"] != reference and reference in set(group["strategy"]):
+        reference_tasks = group[group["strategy"] == reference]
+        result = compare_pair(
+            reference_tasks,
+            tasks,
+            reference_tasks.groupby("seed")["passed"].mean(),
+            tasks.groupby("seed")["passed"].mean(),
+            seed=comparison_seed(cell["strategy"], [*strategies, cell["strategy"]], reference),
+            n_resamples=n_resamples,
+        )
+        row["reference"] = reference
+        row.update(result)
+        row["holm_family"] = family
+        for test in ("pass", "soft"):
+            row[f"p_{test}_bonferroni"] = min(1.0, family * result[f"p_{test}"]) if family else np.nan
+    return row
+
+
+def _interval(low: object, high: object) -> str:
+    return "–" if low is None or pd.isna(low) else f"[{100 * float(low):.1f}, {100 * float(high):.1f}]"
+
+
+def _p(value: object) -> str:
+    return "–" if value is None or pd.isna(value) else f"{float(value):.3g}"
+
+
+def cell_table(row: dict[str, object], cells: pd.DataFrame) -> Table:
+    """``cell_row`` as a one-row table, with the protocol block of the cell's tables."""
+    reference = row.get("reference")
+    header = ["Model", "Benchmark", "Strategy", "Feedback, seeds"]
+    body = [
+        str(row["model"]),
+        BENCHMARK_LABELS.get(str(row["benchmark"]), str(row["benchmark"])),
+        STRATEGY_LABELS.get(str(row["strategy"]), str(row["strategy"])),
+        f"{row['feedback']}{' LEAKY' if row['leaky'] else ''}, {row['seed_list']}",
+    ]
+    for metric, (label, test, _) in ROW_METRICS.items():
+        header += [f"{label} (mean ± SD)", f"Paper {label}", f"{label} − paper (95% CI)"]
+        paper = row.get(f"paper_{metric}")
+        paper = None if paper is None or pd.isna(paper) else paper
+        versus_paper = "–"
+        if paper is not None:
+            interval = _interval(row[f"{metric}_minus_paper_ci_low"], row[f"{metric}_minus_paper_ci_high"])
+            versus_paper = f"{percent(row[f'{metric}_minus_paper'])} {interval}"
+        body += [
+            percent(row[f"{metric}_mean"], row[f"{metric}_std"]),
+            "not reported" if paper is None else f"{100 * float(paper):.2f}",
+            versus_paper,
+        ]
+        if reference:
+            header += [f"{reference} − this, {label} (95% CI)", f"p ({label}; Holm ≤)"]
+            body += [
+                f"{percent(row[f'{test}_diff'])} {_interval(row[f'{test}_ci_low'], row[f'{test}_ci_high'])}",
+                f"{_p(row[f'p_{test}'])} ({_p(row.get(f'p_{test}_bonferroni'))})",
+            ]
+    mine = cells[(cells["model"] == row["model"]) & (cells["benchmark"] == row["benchmark"])]
+    mine = mine[(mine["strategy"] == row["strategy"]) & (mine["feedback"] == row["feedback"])]
+    protocol = [line for line in protocol_block(mine, pd.DataFrame()) if not line.startswith(PASS_MARK)]
+    if reference:
+        protocol.append(
+            f"p: the hierarchical-bootstrap p of the difference from {reference} (stats/comparisons.csv's p_pass, "
+            f"p_soft) before Holm correction; the full table's Holm-adjusted p lies between it and the bracketed "
+            f"min(1, m·p), m = {row.get('holm_family') or '?'} comparisons in that table, so † / ‡ (p < {ALPHA} "
+            "after Holm) need the whole table."
+        )
+    else:
+        protocol.append(f"No p: this is the reference strategy, or {REFERENCE} is not in the grid.")
+    protocol.append(
+        "Paper: config/paper_results.yaml (as in paper_vs_reproduced; CI: 95% hierarchical bootstrap of ours "
+        "minus the paper's number)."
+    )
+    name = f"cell_{row['model']}_{row['benchmark']}_{row['strategy']}"
+    title = f"One cell: {row['model']}, {BENCHMARK_LABELS.get(str(row['benchmark']), row['benchmark'])}, "
+    title += f"{STRATEGY_LABELS.get(str(row['strategy']), row['strategy'])} (%)"
+    return Table(name, title, header, [body], protocol=protocol)

@@ -1,8 +1,10 @@
 """APPS: stdin/stdout and call-based problems with difficulty.
 
 Locally: the 128-problem subset selected by MapCoder (its own JSONL format).
-Online: the original APPS test split (``problem_id, question, solutions,
-input_output, difficulty, starter_code``) through Hugging Face ``datasets``.
+Online: the original APPS test split (``id, question, solutions, input_output,
+difficulty, url, starter_code``), the dataset repository's ``test.jsonl`` at a
+pinned commit, downloaded through ``huggingface_hub`` (``sources.APPS_TEST``);
+``datasets`` is not needed (its versions >= 4 refuse the repository's script).
 
 MapCoder's format writes a call-based test's arguments one per line, strings
 raw and everything else as a Python literal, which loses the distinction
@@ -17,15 +19,16 @@ from __future__ import annotations
 import ast
 import json
 import os
+import sys
+from pathlib import Path
 from typing import Any
 
-from promis_repro.data.sources import checked_rows, require, resolve
+from promis_repro.data.sources import APPS_TEST, DATA_FILES, checked_rows, local_copy, require, resolve_hub
 from promis_repro.data.task import CallTests, StdioTests, Task
 from promis_repro.errors import UserError
-from promis_repro.io import sha256_of
+from promis_repro.io import read_jsonl, sha256_of
 
 DIFFICULTIES = ("introductory", "interview", "competition")
-HF_DATASET = "codeparrot/apps"
 
 
 def _as_list(value: Any, where: str) -> list[Any]:
@@ -134,12 +137,21 @@ def _mapcoder_tests(row: dict[str, Any], tests: list[dict[str, Any]], where: str
 
 
 def load_apps(data_dir: str | os.PathLike[str] | None) -> list[Task]:
-    try:
-        path = resolve("apps", data_dir)
-    except UserError:
-        if data_dir is not None:
-            raise
-        return load_apps_online()
+    """The local MapCoder subset when ``data_dir`` (or the cache) holds it, else the online test split."""
+    path = local_copy("apps", data_dir)
+    if path is not None:
+        return load_mapcoder(path)
+    if data_dir is not None:
+        spec = DATA_FILES["apps"]
+        raise UserError(
+            f"data file {spec.name} ({spec.description}) not found in {data_dir}; add it there, "
+            f"or leave out --data-dir to download the APPS test split ({APPS_TEST.label()})"
+        )
+    return load_apps_online()
+
+
+def load_mapcoder(path: Path) -> list[Task]:
+    """MapCoder's APPS subset (its own format, see the module docstring)."""
     digest = sha256_of(path)
     tasks = []
     for where, row in checked_rows(path, ("id", "description", "difficulty", "test_list", "sample_io", "starter_code")):
@@ -166,15 +178,36 @@ def load_apps(data_dir: str | os.PathLike[str] | None) -> list[Task]:
     return tasks
 
 
-def task_from_original(row: dict[str, Any], digest: str = "") -> Task:
-    """One row of the original APPS release (``input_output`` is a JSON string)."""
-    where = f"APPS problem {row.get('problem_id')}"
-    require(row, ("problem_id", "question", "input_output", "difficulty"), where)
+def _json_unbounded(text: str) -> Any:
+    """``json.loads`` without Python's 4,300-digit cap on integers: some APPS tests hold longer ones."""
+    limit = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
     try:
-        io_spec = json.loads(row["input_output"]) if isinstance(row["input_output"], str) else row["input_output"]
+        return json.loads(text)
+    finally:
+        sys.set_int_max_str_digits(limit)
+
+
+def task_from_original(row: dict[str, Any], digest: str = "", where: str | None = None) -> Task:
+    """One row of the original APPS release (``input_output`` is a JSON string).
+
+    The release's file names the problem ``id``; the ``datasets`` script renamed it ``problem_id``:
+    either is accepted.
+    """
+    if "problem_id" not in row and "id" in row:
+        row = {**row, "problem_id": row["id"]}
+    where = where or f"APPS problem {row.get('problem_id')}"
+    require(row, ("problem_id", "question", "input_output", "difficulty"), where)
+    if row["difficulty"] not in DIFFICULTIES:
+        raise UserError(f"{where}: unknown difficulty {row['difficulty']!r}")
+    try:
+        raw_io = row["input_output"]
+        io_spec = _json_unbounded(raw_io) if isinstance(raw_io, str) else raw_io
         solutions = json.loads(row.get("solutions") or "[]")
     except ValueError as exc:
-        raise UserError(f"{where}: malformed input_output/solutions JSON") from exc
+        raise UserError(f"{where}: malformed input_output/solutions JSON ({exc})") from None
+    if not isinstance(io_spec, dict):
+        raise UserError(f"{where}: input_output is not a JSON object")
     inputs, outputs = io_spec.get("inputs", []), io_spec.get("outputs", [])
     if len(inputs) != len(outputs) or not inputs:
         raise UserError(f"{where}: inputs and outputs differ in length or are empty")
@@ -209,13 +242,8 @@ def task_from_original(row: dict[str, Any], digest: str = "") -> Task:
     )
 
 
-def load_apps_online() -> list[Task]:  # pragma: no cover - needs the Hugging Face hub
-    try:
-        import datasets
-    except ImportError as exc:
-        raise UserError("APPS online needs the `datasets` package; or pass --data-dir with the local subset") from exc
-    try:
-        rows = datasets.load_dataset(HF_DATASET, split="test")
-    except Exception as exc:
-        raise UserError(f"could not load {HF_DATASET} from the Hugging Face hub: {exc}") from exc
-    return [task_from_original(dict(row), digest=f"hf:{HF_DATASET}") for row in rows]
+def load_apps_online() -> list[Task]:
+    """APPS's test split, from the dataset repository's ``test.jsonl`` at the pinned commit."""
+    path = resolve_hub(APPS_TEST)
+    digest = sha256_of(path)
+    return [task_from_original(row, digest=digest, where=f"{path}:{line}") for line, row in read_jsonl(path)]

@@ -1,7 +1,15 @@
-"""The model registry (``models.yaml`` beside this file, or a file of the same shape given by the config)."""
+"""The model registry (``models.yaml`` beside this file, or a file of the same shape given by the config).
+
+A hub model's registry entry names a branch (``main``); its lock file (``models.lock.yaml`` beside the
+registry, or ``$PROMIS_REPRO_MODELS_LOCK``), written once online by ``promis-repro models lock``, pins
+it to a commit. Every run loads the locked commit, and a hub model that is not pinned is refused where
+its weights are fetched or loaded: resolving ``main`` in each job would let one results tree mix the
+revisions a branch pointed at over the days a grid runs.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.util
 import os
@@ -13,10 +21,12 @@ from typing import Any
 import yaml
 
 from promis_repro.errors import UserError
+from promis_repro.io import atomic_write_bytes
 
 REGISTRY_FILE = Path(__file__).with_name("models.yaml")
 BACKENDS = ("transformers-causal", "transformers-seq2seq", "vllm", "sentence-transformers")
 PROMPT_FORMATS = ("instruct", "completion", "none")
+COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 @dataclass(frozen=True)
@@ -32,10 +42,21 @@ class ModelSpec:
     source: str = "hub"
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def pinned(self) -> bool:
+        """Whether the weights are fixed: a hub commit, a local directory, or weights shipped in a package."""
+        return self.source != "hub" or bool(COMMIT.fullmatch(self.revision)) or Path(self.hub_id).is_dir()
+
+    def require_pinned(self) -> None:
+        if not self.pinned:
+            raise UserError(
+                f"model {self.name}: revision {self.revision!r} of {self.hub_id} is a branch, not a commit; "
+                "run `promis-repro models lock` once (online) to pin it"
+            )
+
     def identity(self) -> dict[str, str]:
-        """What identifies the weights (cache keys and provenance): a branch name is resolved to its commit."""
-        revision = resolve_revision(self.hub_id, self.revision) if self.source == "hub" else self.revision
-        identity = {"name": self.name, "hub_id": self.hub_id, "revision": revision, "source": self.source}
+        """What identifies the weights (cache keys and provenance)."""
+        identity = {"name": self.name, "hub_id": self.hub_id, "revision": self.revision, "source": self.source}
         if self.extra.get("adapter_sha256"):
             identity["adapter_sha256"] = self.extra["adapter_sha256"]
         if self.source == "gguf-package":
@@ -56,21 +77,87 @@ class ModelSpec:
         return path
 
 
-@functools.cache
 def resolve_revision(hub_id: str, revision: str) -> str:
-    """The commit a hub branch or tag points at now (a 40-hex revision is returned as is).
-
-    Offline, or for a local directory, the name is kept; provenance then says
-    ``main`` rather than a commit, which the registry comment warns about.
-    """
-    if re.fullmatch(r"[0-9a-f]{40}", revision) or Path(hub_id).is_dir() or os.environ.get("HF_HUB_OFFLINE") == "1":
+    """The commit a hub branch or tag points at now (online; the hub is ``$HF_ENDPOINT``, the token ``$HF_TOKEN``)."""
+    if COMMIT.fullmatch(revision):
         return revision
+    from huggingface_hub import HfApi
+
+    # read now, not when huggingface_hub was imported; without HF_TOKEN, the token of `hf auth login`
+    endpoint = os.environ.get("HF_ENDPOINT") or None
+    token = os.environ.get("HF_TOKEN") or None
     try:
-        from huggingface_hub import HfApi
+        info = HfApi(endpoint=endpoint, token=token).model_info(hub_id, revision=revision, timeout=30)
+    except Exception as exc:  # gated (no token), unknown repo or branch, offline: all stop the same way
+        raise UserError(f"could not resolve {hub_id}@{revision}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+    if not info.sha or not COMMIT.fullmatch(info.sha):
+        raise UserError(f"the hub gave no commit for {hub_id}@{revision}")
+    return info.sha
 
-        return str(HfApi().model_info(hub_id, revision=revision, timeout=10).sha)
-    except Exception:
-        return revision
+
+def lock_path(registry: Path) -> Path:
+    explicit = os.environ.get("PROMIS_REPRO_MODELS_LOCK")
+    return Path(explicit) if explicit else registry.with_name(f"{registry.stem}.lock.yaml")
+
+
+def read_lock(path: Path) -> dict[str, dict[str, str]]:
+    """``{name: {hub_id, revision, branch, resolved_at}}``; an absent file is an empty lock."""
+    if not path.exists():
+        return {}
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise UserError(f"cannot read model lock {path}: {exc}".splitlines()[0]) from exc
+    if not isinstance(raw, dict) or not all(
+        isinstance(entry, dict) and COMMIT.fullmatch(str(entry.get("revision", ""))) and entry.get("hub_id")
+        for entry in raw.values()
+    ):
+        raise UserError(f"model lock {path}: every entry needs a hub_id and a 40-hex revision; rerun `models lock`")
+    return raw
+
+
+def write_lock(target: Path, models: list[str] | None = None) -> dict[str, dict[str, str]]:
+    """Resolve the named hub models' branches (default: every hub model) to commits, online, into ``target``.
+
+    The registry is read as written (a stale entry in the lock must not stop relocking); entries of
+    models not named are kept. Returns the whole lock.
+    """
+    from datetime import UTC, datetime
+
+    registry = load_registry(locked=False)
+    names = models or [name for name, spec in registry.items() if spec.source == "hub"]
+    pins = read_lock(target)
+    for name in names:
+        if name not in registry:
+            raise UserError(f"unknown model {name!r}; known: {', '.join(sorted(registry))}")
+        spec = registry[name]
+        if spec.source != "hub":
+            raise UserError(f"model {name} is not a hub model ({spec.source}): nothing to lock")
+        pins[name] = {
+            "hub_id": spec.hub_id,
+            "branch": spec.revision,
+            "revision": resolve_revision(spec.hub_id, spec.revision),
+            "resolved_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+    header = "# written by `promis-repro models lock`: the hub commit every run loads (edit by relocking)\n"
+    try:
+        atomic_write_bytes(target, (header + yaml.safe_dump(pins, sort_keys=True)).encode())
+    except OSError as exc:
+        raise UserError(f"cannot write model lock {target}: {exc.strerror}; pass --out a writable path") from None
+    _load_registry.cache_clear()
+    return pins
+
+
+def _locked(spec: ModelSpec, lock: dict[str, dict[str, str]], path: Path) -> ModelSpec:
+    entry = lock.get(spec.name)
+    if entry is None or spec.source != "hub" or COMMIT.fullmatch(spec.revision):
+        return spec  # a commit in the registry itself wins: it is already a pin
+    if entry["hub_id"] != spec.hub_id or entry.get("branch", spec.revision) != spec.revision:
+        raise UserError(
+            f"model lock {path}: {spec.name} was locked for {entry['hub_id']}@{entry.get('branch')}, "
+            f"the registry now says {spec.hub_id}@{spec.revision}; rerun `promis-repro models lock`"
+        )
+    return dataclasses.replace(spec, revision=str(entry["revision"]))
 
 
 def _package_version(name: str) -> str | None:
@@ -109,16 +196,32 @@ def _spec(name: str, raw: Any, source: Path) -> ModelSpec:
     )
 
 
+def registry_path(path: str | None = None) -> Path:
+    return Path(path) if path else Path(os.environ.get("PROMIS_REPRO_MODELS", REGISTRY_FILE))
+
+
+def load_registry(path: str | None = None, locked: bool = True) -> dict[str, ModelSpec]:
+    """The registry with its lock applied (read again when ``$PROMIS_REPRO_MODELS_LOCK`` changes).
+
+    ``locked=False`` gives the registry as written (branches unresolved): what ``models lock`` resolves.
+    """
+    source = registry_path(path)
+    return _load_registry(source, lock_path(source) if locked else None)
+
+
 @functools.cache
-def load_registry(path: str | None = None) -> dict[str, ModelSpec]:
-    source = Path(path) if path else Path(os.environ.get("PROMIS_REPRO_MODELS", REGISTRY_FILE))
+def _load_registry(source: Path, lock: Path | None) -> dict[str, ModelSpec]:
     try:
         raw = yaml.safe_load(source.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise UserError(f"cannot read model registry {source}: {exc}") from exc
     if not isinstance(raw, dict):
         raise UserError(f"model registry {source} is not a mapping of names to models")
-    return {name: _spec(name, entry, source) for name, entry in raw.items()}
+    specs = {name: _spec(name, entry, source) for name, entry in raw.items()}
+    if lock is None:
+        return specs
+    pins = read_lock(lock)
+    return {name: _locked(spec, pins, lock) for name, spec in specs.items()}
 
 
 def get_model(name: str, registry: str | None = None) -> ModelSpec:

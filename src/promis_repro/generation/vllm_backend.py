@@ -28,6 +28,7 @@ class VllmGenerator:
         vllm = _import_vllm()
         self.spec = spec
         self.vllm = vllm
+        spec.require_pinned()
         self.llm = vllm.LLM(model=spec.hub_id, revision=spec.revision, dtype=spec.dtype, **engine_args)
         self.tokenizer = self.llm.get_tokenizer()
         self.model_id = spec.identity()

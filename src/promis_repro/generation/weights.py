@@ -71,5 +71,6 @@ def weights_location(spec: ModelSpec) -> tuple[str, str | None]:
     if spec.source == "gguf-package":
         return str(convert_gguf(spec)), None
     if spec.source == "hub":
+        spec.require_pinned()
         return spec.hub_id, spec.revision
     raise UserError(f"model {spec.name}: source {spec.source!r} cannot be loaded as a language model")

@@ -63,6 +63,7 @@ import sys
 import time
 
 RESULT_FD = -1  # opened by worker()
+NOTES = []  # what containment could not do here (the probe reports them)
 MAX_ENCODE_DEPTH = 200
 MAX_ENCODE_NODES = 5_000_000
 DIGEST_THRESHOLD_BYTES = 4 << 20
@@ -339,8 +340,13 @@ def build_root(libc, spec, workdir):
         os.symlink(target, f"{root}/dev/{name}")
     os.makedirs(root + "/proc", mode=0o755)
     flags = MS_NOSUID | MS_NODEV | MS_NOEXEC
-    _check(libc.mount(b"proc", (root + "/proc").encode(), b"proc", flags, None), "mount of /proc")
-    if spec.get("userns"):  # no nested user namespaces: they would give the program capabilities (and mounts) again
+    if libc.mount(b"proc", (root + "/proc").encode(), b"proc", flags, None) != 0:
+        # inside a container whose /proc is partly masked the kernel refuses a fresh one to a user namespace;
+        # the outer one would show processes outside the run, so the program gets no /proc at all
+        if not spec.get("userns"):
+            raise OSError(ctypes.get_errno(), "mount of /proc")
+        NOTES.append("no /proc in the sandbox: this container's /proc is masked, so no fresh one can be mounted")
+    elif spec.get("userns"):  # no nested user namespaces: they would give the program capabilities (and mounts)
         with contextlib.suppress(OSError), open(root + "/proc/sys/user/max_user_namespaces", "w") as handle:
             handle.write("0")
     size = f"size={spec['tmpfs_bytes']},mode=1777".encode()
@@ -938,6 +944,8 @@ def probe(mode):
                 else:
                     _check(_libc().unshare(CLONE_NEWNET | CLONE_NEWNS), "unshare of network and mount namespaces")
                     build_root(_libc(), spec, os.path.join(run_dir, "work"))
+                for note in NOTES:
+                    print(f"note: {note}", flush=True)
                 code = 0
             except BaseException as exc:
                 print(describe(exc), file=sys.stderr)

@@ -83,15 +83,17 @@ class Isolation:
         return self.mode != "weak"
 
 
-def _probe(mode: str) -> tuple[bool, str]:
-    """Whether this process can contain a run in ``mode`` (``child.py probe MODE``), and why not."""
+def _probe(mode: str) -> tuple[bool, str, list[str]]:
+    """Whether this process can contain a run in ``mode`` (``child.py probe MODE``), why not, and its notes."""
     try:
         result = subprocess.run(
             [sys.executable, "-I", str(CHILD_SCRIPT), "probe", mode], capture_output=True, text=True, timeout=30
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return False, str(exc)
-    return result.returncode == 0, (result.stderr.strip().splitlines() or ["refused by the kernel"])[-1]
+        return False, str(exc), []
+    notes = [line.removeprefix("note: ") for line in result.stdout.splitlines() if line.startswith("note: ")]
+    why = (result.stderr.strip().splitlines() or ["refused by the kernel"])[-1]
+    return result.returncode == 0, why, notes
 
 
 @functools.cache
@@ -100,15 +102,17 @@ def detect_isolation() -> Isolation:
     notes = []
     mode = "weak"
     if privileged:
-        usable, why = _probe("root")
+        usable, why, found = _probe("root")
         if usable:
             mode = "root"
+            notes += found
         else:  # root without the capabilities (a container, say): user namespaces may still do
             notes.append(f"root, but no namespaces of its own ({why})")
     if mode == "weak":
-        usable, why = _probe("user-namespace")
+        usable, why, found = _probe("user-namespace")
         if usable:
             mode = "user-namespace"
+            notes += found
         else:
             notes.append(f"no user namespaces ({why})")
     netns = mountns = mode != "weak"

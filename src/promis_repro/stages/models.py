@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from promis_repro.errors import UserError
@@ -19,6 +20,7 @@ def fetch(model: str, out: str | os.PathLike[str]) -> dict[str, Any]:
 
         location = str(convert_gguf(spec))
     elif spec.source == "hub":
+        spec.require_pinned()
         try:
             from huggingface_hub import snapshot_download
 
@@ -33,3 +35,18 @@ def fetch(model: str, out: str | os.PathLike[str]) -> dict[str, Any]:
     atomic_write_json(out, record)
     print(f"{model}: {location} -> {out}")
     return record
+
+
+def lock(models: list[str] | None = None, out: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Resolve each hub model's branch to the commit it points at now and write the lock (online, once).
+
+    Entries of models not named are kept, so a lock can be extended one model at a time.
+    """
+    from promis_repro.generation.registry import lock_path, registry_path, write_lock
+
+    target = Path(out) if out else lock_path(registry_path())
+    pins = write_lock(target, models)
+    for name in models or sorted(pins):
+        entry = pins[name]
+        print(f"{name}: {entry['hub_id']}@{entry['branch']} -> {entry['revision']}")
+    return pins

@@ -46,7 +46,7 @@ def run(
     or were selected on is refused before anything runs (``data/leakage.py``). ``config_path``: a
     strategy settings file; ``budget``/``max_new_tokens`` override it. ``trained_dir``: what ``train``
     wrote, for the strategies that need it. ``protocol``: the label of the run's protocol (``grid.PROTOCOLS``),
-    carried into every output. ``quiet``: no progress bar.
+    carried into every output. ``quiet``: progress lines go to the log file only.
     """
     from promis_repro.agent.grpo import adapter_spec
     from promis_repro.agent.trained import load_trained

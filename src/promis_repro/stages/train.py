@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from promis_repro import grid
+from promis_repro.agent.checkpoints import discard_checkpoints
 from promis_repro.errors import UserError
 from promis_repro.grid import check_protocol
 from promis_repro.io import atomic_write_json, sha256_of
@@ -208,5 +209,6 @@ def train(
         config=run_config, data_hashes={"mbpp": train_tasks[0].source_hash} | pool_hashes, model=model_ids, seed=seed
     )
     atomic_write_json(out / "training.json", summary)
+    discard_checkpoints(out)  # only an interrupted run resumes; a finished one trained again starts afresh
     print(f"{message} -> {out}")
     return summary

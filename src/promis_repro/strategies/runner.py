@@ -9,13 +9,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from tqdm import tqdm
-
 from promis_repro.data.task import StdioTests, Task
 from promis_repro.errors import UserError
 from promis_repro.generation.base import ChatPrompt, Completion, DecodingSettings
 from promis_repro.generation.registry import ModelSpec, get_model
 from promis_repro.generation.service import CachedGenerator
+from promis_repro.progress import Progress
 from promis_repro.rewards import RewardConfig
 from promis_repro.strategies.actions import EpisodeContext, Tools
 from promis_repro.strategies.config import StrategyConfig
@@ -98,7 +97,11 @@ def run_strategy(
     trained: Any = None,
     progress: bool = True,
 ) -> tuple[list[Trajectory], dict[str, FeedbackSuite]]:
-    """Run ``strategy`` on ``tasks``; ``trained`` is what its training wrote (``agent.trained.load_trained``)."""
+    """Run ``strategy`` on ``tasks``; ``trained`` is what its training wrote (``agent.trained.load_trained``).
+
+    Progress lines (``promis_repro.progress``): tasks done, model calls and tokens so far, elapsed, ETA;
+    ``progress=False`` keeps them off the terminal (a log file still gets them).
+    """
     spec = get_strategy(strategy)
     check_mode(feedback)
     if spec.uses_rewriter and models.rewriter is None:
@@ -126,15 +129,29 @@ def run_strategy(
 
             body = with_selfgen(ctx, build, body)
         episodes[task.task_id], contexts[task.task_id] = body, ctx
-    bar = tqdm(total=len(tasks), desc=f"{strategy}", leave=False, disable=not progress)
+    report = Progress(strategy, len(tasks), "tasks", terminal=progress)
+    counts = {"finished": 0, "model_calls": 0, "tokens": 0}
+
+    def call(role: str, prompts: list[ChatPrompt], settings: DecodingSettings) -> list[Completion]:
+        completions = models.call(role, prompts, settings)
+        counts["model_calls"] += len(completions)
+        counts["tokens"] += sum(c.prompt_tokens + c.completion_tokens for c in completions)
+        report.update(counts["finished"], model_calls=counts["model_calls"], tokens=counts["tokens"])
+        return completions
+
+    def finished(n: int) -> None:
+        counts["finished"] += n
+        report.update(counts["finished"], model_calls=counts["model_calls"], tokens=counts["tokens"])
+
+    report.update(0)
     resolver = make_barrier_resolver(len(tasks), config.epic_min_gain)
     results = drive(
         episodes,
-        models.call,
+        call,
         {k: c.ledger for k, c in contexts.items()},
         tools.budget,
         resolve_barrier=lambda name, payloads: resolver(name, payloads) if name == BARRIER else {},
-        progress=bar.update,
+        progress=finished,
     )
-    bar.close()
+    report.finish()
     return [results[t.task_id] for t in tasks], {k: c.suite for k, c in contexts.items()}

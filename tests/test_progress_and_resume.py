@@ -1,0 +1,198 @@
+"""Long jobs say where they are (progress lines in the log, bounded rate, --quiet), and GRPO resumes after SIGKILL."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from strategy_fakes import FakeModels
+
+from promis_repro.data.registry import load_benchmark
+from promis_repro.progress import INTERVAL_ENV, LOGGER_NAME, Progress
+from promis_repro.strategies.config import StrategyConfig
+from promis_repro.strategies.runner import run_strategy
+
+TINY = "smollm2-135m-instruct"
+STAMPED = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO promis_repro\.progress: "
+
+
+def _cli(*args: str, interval: float, **streams) -> subprocess.CompletedProcess[str]:
+    """``promis-repro ARGS`` with progress lines due every ``interval`` seconds; output captured unless redirected."""
+    env = {**os.environ, INTERVAL_ENV: str(interval)}
+    streams = streams or {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    command = [sys.executable, "-m", "promis_repro.cli", *args]
+    return subprocess.run(command, text=True, env=env, timeout=600, **streams)
+
+
+def _progress_lines(text: str, what: str) -> list[str]:
+    return [line for line in text.splitlines() if re.match(STAMPED + re.escape(what) + ": ", line)]
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_progress_logs_the_first_and_last_update_and_at_most_one_line_per_interval(caplog):
+    clock = _Clock()
+    caplog.set_level(logging.INFO, logger=LOGGER_NAME)
+    report = Progress("job", 1000, "steps", interval=10, clock=clock)
+    for done in range(1, 1001):  # one update every 0.1 s for 100 s
+        clock.now = done / 10
+        report.update(done, reward=done / 1000)
+    report.finish()
+    lines = [r.getMessage() for r in caplog.records if r.name == LOGGER_NAME]
+    assert len(lines) == report.lines <= 100 / 10 + 2
+    assert lines[0].startswith("job: 1/1000 steps (0.1%), reward 0.001, elapsed 0:00:00")
+    assert lines[-1] == "job: 1000/1000 steps (100.0%), reward 1, elapsed 0:01:40"
+    assert lines[5] == "job: 501/1000 steps (50.1%), reward 0.501, elapsed 0:00:50, ETA 0:00:50"
+    done = [int(line.split()[1].split("/")[0]) for line in lines]
+    assert all(b - a >= 100 for a, b in itertools.pairwise(done[:-1]))  # 10 updates a second: >= 10 s apart
+    # a resumed job counts its ETA from where it resumed
+    clock.now = 0.0
+    resumed = Progress("job", 100, "steps", done=50, interval=10, clock=clock)
+    clock.now = 10.0
+    resumed.update(60)
+    assert caplog.records[-1].getMessage().endswith("elapsed 0:00:10, ETA 0:00:40")
+
+
+def test_a_strategy_run_reports_tasks_calls_and_tokens(data_dir, caplog):
+    caplog.set_level(logging.INFO, logger=LOGGER_NAME)
+    tasks = load_benchmark("mbppplus", data_dir)[:3]
+    models = FakeModels(["def f():\n    return 0"])
+    config = StrategyConfig(max_generator_calls=2, max_steps=2)
+    run_strategy("ga_only", tasks, models, seed=0, feedback="visible", config=config, progress=False)
+    records = [r for r in caplog.records if r.name == LOGGER_NAME]
+    assert all(r.terminal is False for r in records)  # progress=False: the log file's, not the terminal's
+    lines = [r.getMessage() for r in records]
+    assert lines[0] == "ga_only: 0/3 tasks (0.0%), elapsed 0:00:00"
+    calls = len(models.calls)
+    assert re.fullmatch(
+        rf"ga_only: 3/3 tasks \(100\.0%\), model_calls {calls}, tokens {20 * calls}, elapsed .*", lines[-1]
+    )
+
+
+def test_quiet_silences_the_terminal_not_the_log_file(data_dir, tmp_path):
+    args = ["run", "--strategy", "direct", "--model", TINY, "--benchmark", "mbppplus", "--limit", "2",
+            "--out", str(tmp_path / "cell"), "--data-dir", str(data_dir)]  # fmt: skip
+    log = tmp_path / "logs" / "run.log"
+    quiet = _cli("--log-file", str(log), "--quiet", *args, interval=0)
+    assert quiet.returncode == 0, quiet.stderr[-3000:]
+    assert quiet.stderr == ""
+    lines = _progress_lines(log.read_text(), "direct")
+    assert lines[0].endswith("direct: 0/2 tasks (0.0%), elapsed 0:00:00")
+    assert re.search(r"direct: 2/2 tasks \(100\.0%\), model_calls 2, tokens \d+, elapsed", lines[-1])
+    # without --quiet the terminal shows them too (the same run again, now from the generation cache)
+    loud = _cli(*args, interval=0)
+    assert loud.returncode == 0, loud.stderr[-3000:]
+    shown = _progress_lines(loud.stderr, "direct")
+    assert shown[-1].split(": ", 1)[1].split(", elapsed")[0] == lines[-1].split(": ", 1)[1].split(", elapsed")[0]
+    # the pipeline's rules: --log-file and --quiet, stdout and stderr appended to the same file
+    rule_log = tmp_path / "logs" / "rule.log"
+    with open(rule_log, "a") as handle:
+        ruled = _cli("--log-file", str(rule_log), "--quiet", *args, interval=0, stdout=handle, stderr=subprocess.STDOUT)
+    assert ruled.returncode == 0
+    text = rule_log.read_text()
+    assert len(_progress_lines(text, "direct")) == len(lines) and "direct / smollm2-135m-instruct on mbppplus" in text
+
+
+GRPO_CONFIG = (
+    "max_new_tokens: 32\nrewriter_max_new_tokens: 24\nmax_generator_calls: 2\n"
+    "grpo:\n  num_generations: 2\n  per_device_train_batch_size: 2\n  max_completion_length: 16\n"
+    "  checkpoint_every: 1\n"
+)
+
+
+def _train_args(config: Path, out: Path, data_dir: Path) -> list[str]:
+    return ["train", "--agent", "rl_rewriter", "--model", TINY, "--rewriter", TINY, "--out", str(out),
+            "--timesteps", "2", "--limit", "2", "--selection-limit", "1", "--config", str(config),
+            "--data-dir", str(data_dir)]  # fmt: skip
+
+
+def _comparable(out: Path) -> list[dict]:
+    timing = {"step_time", "train_runtime", "train_samples_per_second", "train_steps_per_second"}
+    history = json.loads((out / "grpo_history.json").read_text())["log_history"]
+    return [{k: v for k, v in row.items() if k not in timing} for row in history]
+
+
+def test_sigkilled_rl_rewriter_training_resumes_from_its_checkpoint(data_dir, tmp_path):
+    """Resumed vs uninterrupted: the Trainer's log history (loss, grad norm, learning rate, rewards, entropy,
+    token counts: functions of the sampled rewrites, so of the restored random states, data order and reward
+    seeds) is identical, and so is the adapter. On this tiny setting every reward is 0, so the gradient is 0
+    and the adapter equals its initialisation in both runs: weights are compared but that comparison is weak;
+    the wall-clock fields (step_time, train_runtime, ...) differ and are not compared. A run killed after its
+    final checkpoint takes the adapter and the steps' history from it, without the Trainer's closing row."""
+    config = tmp_path / "grpo.yaml"
+    config.write_text(GRPO_CONFIG)
+    # uninterrupted, with progress lines at most once an hour: only the first and the last
+    whole = tmp_path / "whole"
+    whole_log = tmp_path / "whole.log"
+    done = _cli("--log-file", str(whole_log), "--quiet", *_train_args(config, whole, data_dir), interval=3600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = _progress_lines(whole_log.read_text(), "rl_rewriter")
+    assert [line.split(": ", 2)[2].split(",")[0] for line in lines] == [
+        "0/2 GRPO steps (0.0%)",
+        "2/2 GRPO steps (100.0%)",
+    ]
+    # killed once its first checkpoint is complete, then rerun with the same arguments
+    killed = tmp_path / "killed"
+    log = tmp_path / "killed.log"
+    command = [sys.executable, "-m", "promis_repro.cli", "--log-file", str(log), "--quiet"]
+    command += _train_args(config, killed, data_dir)
+    env = {**os.environ, INTERVAL_ENV: "0"}
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env
+    )
+    pointer = killed / "checkpoint.json"
+    deadline = time.monotonic() + 300
+    while not pointer.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert json.loads(pointer.read_text())["step"] == 1
+    assert not (killed / "adapter").exists(), "the run finished before it could be killed"
+    resumed = _cli("--log-file", str(log), "--quiet", *_train_args(config, killed, data_dir), interval=0)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.stderr == ""  # --quiet: everything went to the log file
+    text = log.read_text()
+    match = re.search(r"INFO promis_repro\.agent\.grpo: rl_rewriter: resuming from step (\d+)", text)
+    assert match and int(match.group(1)) == 1, text[-3000:]
+    after = _progress_lines(text[match.end() :], "rl_rewriter")
+    assert after[0].split(": ", 2)[2].startswith("1/2 GRPO steps") and "2/2 GRPO steps" in after[-1]
+    assert json.loads((killed / "training.json").read_text())["steps"] == 2
+    # finished: its checkpoints are discarded, so training it again trains (only an interrupted run resumes)
+    assert not pointer.exists() and not (killed / "trainer").exists()
+    assert _comparable(killed) == _comparable(whole)
+    from safetensors.torch import load_file
+
+    a = load_file(killed / "adapter" / "adapter_model.safetensors")
+    b = load_file(whole / "adapter" / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+
+
+def test_a_checkpoint_of_another_configuration_is_refused(tmp_path):
+    from promis_repro.agent.grpo import CHECKPOINT_STATE, _resume_point
+    from promis_repro.errors import UserError
+
+    checkpoint = tmp_path / "trainer" / "checkpoint-3"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / CHECKPOINT_STATE).write_text(json.dumps({"identity": "a", "reward_calls": 7, "step": 3}))
+    (tmp_path / "checkpoint.json").write_text(json.dumps({"directory": "trainer/checkpoint-3", "step": 3}))
+    (tmp_path / "trainer" / "checkpoint-4").mkdir()  # a checkpoint a kill interrupted
+    calls = [0]
+    assert _resume_point(tmp_path, "a", calls) == (checkpoint, 3) and calls == [7]
+    assert not (tmp_path / "trainer" / "checkpoint-4").exists()
+    with pytest.raises(UserError, match="different training configuration"):
+        _resume_point(tmp_path, "b", calls)
