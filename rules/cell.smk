@@ -15,7 +15,7 @@ rule cell_row:
             wildcards.variant,
             config["seeds"],
             config["strategies"],
-            [variant for _, variant in feedback_variants()],
+            grid_variants(),
         ),
         paper=PAPER_RESULTS,
     output:
@@ -23,6 +23,9 @@ rule cell_row:
         md=f"{RESULTS}/{grid.CELL_ROW_TEMPLATE}.md",
     log:
         f"{RESULTS}/logs/{grid.CELL_ROW_TEMPLATE}.log",
+    # only the grid's variants: an oracle twin the config does not run has no rule (one line), not a traceback
+    wildcard_constraints:
+        variant=variants_pattern(),
     conda:
         "../envs/promis-repro.yaml"
     resources:

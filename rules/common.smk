@@ -1,6 +1,7 @@
 # Helpers shared by every rules file: config validation, the grid, paths and command-line pieces.
 # The grid's vocabulary (names, path templates, wildcard patterns) comes from promis_repro.grid.
 import json
+import re
 import shutil
 import sys
 
@@ -74,6 +75,16 @@ def benchmark_file(rule):
 def feedback_variants():
     """(feedback mode, directory suffix) of every cell variant: the configured mode, then the oracle twin."""
     return grid.feedback_variants(config["feedback"], config["oracle_variant"])
+
+
+def grid_variants():
+    """The directory suffixes of the grid's cell variants ("" and, with oracle_variant, the oracle twin's)."""
+    return [variant for _, variant in feedback_variants()]
+
+
+def variants_pattern():
+    # "(?:)" matches the empty suffix only; Snakemake would take an empty pattern for "no constraint"
+    return "|".join(re.escape(variant) for variant in grid_variants()) or "(?:)"
 
 
 def feedback_modes():
