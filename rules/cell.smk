@@ -23,9 +23,6 @@ rule cell_row:
         md=f"{RESULTS}/{grid.CELL_ROW_TEMPLATE}.md",
     log:
         f"{RESULTS}/logs/{grid.CELL_ROW_TEMPLATE}.log",
-    # only the grid's variants: an oracle twin the config does not run has no rule (one line), not a traceback
-    wildcard_constraints:
-        variant=variants_pattern(),
     conda:
         "../envs/promis-repro.yaml"
     resources:

@@ -48,9 +48,21 @@ DATA_DIR_ARG = f"--data-dir {config['data_dir']}" if config.get("data_dir") else
 SANDBOX_ARG = "--allow-weak-sandbox" if config["allow_weak_sandbox"] else ""
 
 
-# every wildcard's pattern, once for all rules
+def grid_variants():
+    """The directory suffixes of the grid's cell variants ("" and, with oracle_variant, the oracle twin's)."""
+    variants = grid.feedback_variants(config["feedback"], config["oracle_variant"])
+    return [variant for _, variant in variants]
+
+
+def variants_pattern():
+    # "(?:)" matches the empty suffix only; Snakemake would take an empty pattern for "no constraint"
+    return "|".join(re.escape(variant) for variant in grid_variants()) or "(?:)"
+
+
+# every wildcard's pattern, once for all rules; a cell variant only when the grid runs it (an oracle
+# twin the config does not run has no rule, rather than an input function's traceback)
 wildcard_constraints:
-    **grid.WILDCARD_CONSTRAINTS,
+    **grid.WILDCARD_CONSTRAINTS | {"variant": variants_pattern()},
 
 
 def cell_file(name):
@@ -75,16 +87,6 @@ def benchmark_file(rule):
 def feedback_variants():
     """(feedback mode, directory suffix) of every cell variant: the configured mode, then the oracle twin."""
     return grid.feedback_variants(config["feedback"], config["oracle_variant"])
-
-
-def grid_variants():
-    """The directory suffixes of the grid's cell variants ("" and, with oracle_variant, the oracle twin's)."""
-    return [variant for _, variant in feedback_variants()]
-
-
-def variants_pattern():
-    # "(?:)" matches the empty suffix only; Snakemake would take an empty pattern for "no constraint"
-    return "|".join(re.escape(variant) for variant in grid_variants()) or "(?:)"
 
 
 def feedback_modes():
