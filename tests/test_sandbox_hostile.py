@@ -200,6 +200,24 @@ def test_child_process_that_never_exits_and_holds_the_pipes():
     assert sandbox_processes() == []
 
 
+def _accepting(server: socket.socket) -> tuple[threading.Thread, list[object]]:
+    """A started thread that records every connection ``server`` accepts for 5 s, and the list it fills."""
+    server.settimeout(0.2)
+    accepted: list[object] = []
+
+    def accept() -> None:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                accepted.append(server.accept())
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept)
+    thread.start()
+    return thread, accepted
+
+
 def _victim_base(where: str) -> Path | None:
     """Where the user keeps files: their home, the host's /tmp, or elsewhere (a directory the user owns
     outside both, from PROMIS_REPRO_SANDBOX_VICTIM_DIR; root's default is the checkout)."""
@@ -280,19 +298,7 @@ def test_unix_sockets_outside_are_unreachable():
     server.bind(str(path))
     os.chmod(path, 0o777)
     server.listen(1)
-    server.settimeout(0.2)
-    accepted: list[object] = []
-
-    def accept():
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                accepted.append(server.accept())
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept)
-    thread.start()
+    thread, accepted = _accepting(server)
     try:
         code = (
             "import socket\n"
@@ -317,20 +323,8 @@ def test_tcp_connect_to_a_local_port_fails():
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(1)
-    server.settimeout(0.2)
     port = server.getsockname()[1]
-    accepted: list[object] = []
-
-    def accept():
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                accepted.append(server.accept())
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept)
-    thread.start()
+    thread, accepted = _accepting(server)
     code = (
         "import socket\n"
         "def f(x):\n"
