@@ -26,6 +26,12 @@ cleanup() {
 }
 trap cleanup EXIT
 install -d -o "$USER_NAME" -m 0755 "$VICTIM_DIR"
+# pytest lists the checkout's own directory (its rootdir), so there the user needs read as well
+mode=$(stat -c %a "$REPO")
+if [ $((8#$mode & 5)) -ne 5 ]; then
+    restore+=("$mode:$REPO")
+    chmod o+rx "$REPO"
+fi
 for start in "$(dirname "$(readlink -f "$REPO/.venv/bin/python")")" "$REPO"; do
     dir=$start
     while [ "$dir" != "/" ]; do
