@@ -9,7 +9,11 @@ from promis_repro import grid
 from promis_repro.errors import UserError
 from promis_repro.generation.registry import get_model
 from promis_repro.workflow_cluster import empty_slurm_settings, job_environment
-from promis_repro.workflow_config import training_length, validate_pipeline_config
+from promis_repro.workflow_config import (
+    grid_has,
+    training_length,
+    validate_pipeline_config,
+)
 
 # one line naming the key, before any job is planned (the schema, model names, strategy settings)
 try:
@@ -95,11 +99,13 @@ def feedback_modes():
 
 
 def all_metrics():
+    # grid_has: self_correct_rl only with a generator it can fine-tune
     return [
         f"{RESULTS}/{grid.cell_path(model, benchmark, strategy, seed, variant)}/metrics.json"
         for model in config["generators"]
         for benchmark in config["benchmarks"]
         for strategy in config["strategies"]
+        if grid_has(strategy, model)
         for _, variant in feedback_variants()
         for seed in config["seeds"]
     ]
@@ -111,6 +117,7 @@ def all_agents():
         for strategy in config["strategies"]
         if strategy in grid.AGENTS
         for model in config["generators"]
+        if grid_has(strategy, model)
         for seed in config["seeds"]
     ]
 

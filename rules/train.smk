@@ -1,4 +1,5 @@
-# Train: the agents (grid.AGENTS: ppo, lpo, rl_rewriter) per generator and seed, on the decontaminated train pool only.
+# Train: the agents (grid.AGENTS: ppo, lpo, rl_rewriter, self_correct_rl) per generator and seed, on the decontaminated
+# train pool only (self_correct_rl fine-tunes the generator and ignores --rewriter).
 
 
 rule train_agent:

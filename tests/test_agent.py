@@ -61,6 +61,32 @@ def test_episode_ends_on_pass_or_after_max_steps(data_dir):
     assert terminated and not truncated and reward == pytest.approx(1 + 0.5 - 0.05)
 
 
+def test_multi_reward_is_the_change_of_the_multi_level_score(data_dir):
+    """reward: {kind: multi}: r_t = M_t - M_(t-1) with M from the levels of the step's code on the reward's
+    tests (the held-out tests under ``visible``), so a passing first step earns its whole M."""
+    from promis_repro.evaluation.levels import multi_score
+    from promis_repro.strategies.feedback import training_suites
+
+    task = load_pool("train_pool", data_dir)[0]
+    reward = RewardConfig(kind="multi")
+    suite = training_suites(task, "visible")[1]
+    steps = {}
+    for name, program in (("bad", "def nothing():\n    return None"), ("good", task.reference_solution)):
+        models = FakeModels([program])
+        tools = Tools(models.generator.spec, models.rewriter.spec, StrategyConfig(max_steps=3), reward, seed=0)
+        env = PromptEnv([task], tools, models.call)
+        env.reset(options={"task_index": 0})
+        first = env.step(0)
+        steps[name] = (first[1], first[2], env.step(0)[1] if not first[2] else None)
+        steps[name + "_m"] = multi_score(suite.evaluate(program, reward.levels).levels, reward.weights)
+    assert 0 < steps["bad_m"] < 0.7 and steps["good_m"] > 0.9  # parses and imports, no test; canonical: near 1
+    bad_first, bad_done, bad_second = steps["bad"]
+    assert bad_first == pytest.approx(steps["bad_m"], abs=0.02) and not bad_done
+    assert bad_second == pytest.approx(0.0, abs=0.02)  # the same code again: M unchanged
+    good_first, good_done, _ = steps["good"]
+    assert good_done and good_first == pytest.approx(steps["good_m"], abs=0.05)  # efficiency is measured
+
+
 def test_environment_refuses_evaluation_tasks(data_dir):
     models = FakeModels(["pass"])
     with pytest.raises(UserError, match="not from the MBPP train or selection pool"):

@@ -197,8 +197,8 @@ def _by_rule(bill: dict) -> dict:
 def test_the_bill_uses_recorded_costs_where_they_exist_and_the_table_elsewhere(tmp_path):
     config, table = _tiny(tmp_path), load_table(TABLE)
     before = _by_rule(estimate(config, table))
-    assert before["run_cell"]["sources"] == {"table": 96}
-    assert before["run_cell"]["to_run"] == 96 and before["run_cell"]["gpus"] == 0  # the tiny grid: CPU only
+    assert before["run_cell"]["sources"] == {"table": 104}
+    assert before["run_cell"]["to_run"] == 104 and before["run_cell"]["gpus"] == 0  # the tiny grid: CPU only
 
     _record_run(tmp_path, config, "direct", 1, wall=30.0)
     _record_run(tmp_path, config, "direct", 2, wall=50.0)  # 20 s per task on average
@@ -223,9 +223,9 @@ def test_the_bill_uses_recorded_costs_where_they_exist_and_the_table_elsewhere(t
     tsv.write_text("s\th:m:s\tmax_rss\n1234.5\t0:20:34\t800\n")
 
     after = _by_rule(estimate(config, table))
-    assert after["run_cell"]["sources"] == {"cost.json": 2, "table": 94}  # the two direct mbppplus jobs
-    assert after["train_agent"]["sources"] == {"benchmark": 2, "table": 4}  # ppo's seeds: 1234.5 s each
-    assert after["run_cell"]["to_run"] == 96 and after["train_agent"]["to_run"] == 5
+    assert after["run_cell"]["sources"] == {"cost.json": 2, "table": 102}  # the two direct mbppplus jobs
+    assert after["train_agent"]["sources"] == {"benchmark": 2, "table": 6}  # ppo's seeds: 1234.5 s each
+    assert after["run_cell"]["to_run"] == 104 and after["train_agent"]["to_run"] == 7
 
     jobs = {(j.key["strategy"], j.key["benchmark"], j.key["seed"]): j for j in grid_jobs(config)["run_cell"]}
     model = TableModel(table, config)
@@ -248,10 +248,11 @@ def test_the_table_estimate_of_the_paper_grid(tmp_path, capsys, monkeypatch):
     assert "run_cell" in printed and "GPU-h" in printed and "ESTIMATES" in printed
     bill = json.loads(out.read_text())
     rules = _by_rule(bill)
-    assert rules["run_cell"]["jobs"] == rules["run_cell"]["to_run"] == 3 * 4 * 12 * 5
-    assert rules["train_agent"]["jobs"] == 3 * 3 * 5 and rules["train_agent"]["gpus"] == 1
+    # self_correct_rl (it fine-tunes the generator) not with the seq2seq CodeT5+: as the Snakefile plans it
+    assert rules["run_cell"]["jobs"] == rules["run_cell"]["to_run"] == 3 * 4 * 13 * 5 - 4 * 5
+    assert rules["train_agent"]["jobs"] == 3 * 3 * 5 + 2 * 5 and rules["train_agent"]["gpus"] == 1
     assert rules["evaluate_cell"]["gpus"] == 0 and rules["evaluate_cell"]["gpu_hours"] == 0
-    assert bill["totals"]["gpu_jobs"] == 720 + 45
+    assert bill["totals"]["gpu_jobs"] == 760 + 55
     gpu_rules = rules["run_cell"]["job_hours"] + rules["train_agent"]["job_hours"]
     assert bill["totals"]["gpu_hours"] == pytest.approx(gpu_rules)
     assert all(r["sources"] == {"table": r["jobs"]} for r in bill["rules"])
@@ -289,12 +290,13 @@ def test_the_grid_wide_stages_scale_with_the_grid(tmp_path):
     paper_config = load_config([REPO / "config" / "config.yaml"], SCHEMA)
     paper = _by_rule(estimate(paper_config, table, results=tmp_path / "none"))
     model = TableModel(table, _tiny(tmp_path))
-    assert model.task_results() == 96 * 2  # 12 strategies x 4 benchmarks x 2 seeds, 2 tasks each
-    assert TableModel(table, paper_config).task_results() == 3 * 12 * 5 * (500 + 378 + 164 + 5000)
+    assert model.task_results() == 104 * 2  # 13 strategies x 4 benchmarks x 2 seeds, 2 tasks each
+    # 3 generators x 13 strategies, less CodeT5+'s self_correct_rl
+    assert TableModel(table, paper_config).task_results() == (3 * 13 - 1) * 5 * (500 + 378 + 164 + 5000)
     for rule in ("aggregate", "stats", "tables", "figures", "provenance", "leakage_audit"):
         seconds = table["grid_seconds"][rule]
         assert tiny[rule]["job_hours"] * 3600 == pytest.approx(
-            seconds["base_seconds"] + 192 * seconds["seconds_per_task_result"]
+            seconds["base_seconds"] + 208 * seconds["seconds_per_task_result"]
         )
         assert tiny[rule]["job_hours"] * 3600 < 30 < paper[rule]["job_hours"] * 3600
     # data_split embeds whole benchmarks (the local APPS subset with the tiny config's data_dir) and the pools

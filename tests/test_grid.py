@@ -65,7 +65,20 @@ def test_wildcard_patterns_match_every_cell_path_and_nothing_else():
     assert not matches(grid.CELL_TEMPLATE, "m/mbppplus/ppo-leaky/seed1")
     assert not matches(grid.CELL_TEMPLATE, "m/x/mbppplus/ppo/seed1")
     assert matches(grid.AGENT_TEMPLATE, grid.agent_path("rl_rewriter", "m", 2))
+    assert matches(grid.AGENT_TEMPLATE, grid.agent_path("self_correct_rl", "m", 2))
+    assert matches(grid.CELL_TEMPLATE, "m/mbppplus/self_correct_rl-oracle/seed1")
     assert not matches(grid.AGENT_TEMPLATE, grid.agent_path("direct", "m", 2))
+
+
+def test_only_generators_it_can_fine_tune_get_self_correct_rl():
+    from promis_repro.strategies.registry import STRATEGIES
+    from promis_repro.workflow_config import grid_has
+
+    assert tuple(n for n, s in STRATEGIES.items() if s.generator_adapter) == grid.GENERATOR_TRAINING
+    assert all(STRATEGIES[name].trained and not STRATEGIES[name].uses_rewriter for name in grid.GENERATOR_TRAINING)
+    assert not grid_has("self_correct_rl", "codet5p-770m-py")  # seq2seq: TRL trains causal LMs
+    assert grid_has("self_correct_rl", "codellama-7b-instruct") and grid_has("self_correct_rl", "smollm2-135m-instruct")
+    assert all(grid_has(strategy, "codet5p-770m-py") for strategy in grid.STRATEGIES if strategy != "self_correct_rl")
 
 
 def test_find_metrics_reads_the_cell_template(tmp_path):

@@ -34,16 +34,21 @@ def test_dry_run_of_the_paper_grid_lists_every_cell():
     done = run_snakemake("-n")
     assert done.returncode == 0, done.stderr[-3000:]
     counts = job_counts(done.stdout + done.stderr)
-    # 3 generators x 4 benchmarks (the MBPP test split, MBPP+, HumanEval+, APPS) x 12 strategies x 5 seeds
-    assert counts["evaluate_cell"] == 3 * 4 * 12 * 5
-    assert counts["run_cell"] == 3 * 4 * 12 * 5
-    assert counts["train_agent"] == 3 * 3 * 5  # ppo, lpo, rl_rewriter per generator and seed
+    # 3 generators x 4 benchmarks (the MBPP test split, MBPP+, HumanEval+, APPS) x 13 strategies x 5 seeds, but
+    # self_correct_rl, which fine-tunes the generator, not with the seq2seq CodeT5+
+    assert counts["evaluate_cell"] == 3 * 4 * 13 * 5 - 4 * 5
+    assert counts["run_cell"] == 3 * 4 * 13 * 5 - 4 * 5
+    # ppo, lpo, rl_rewriter per generator and seed; self_correct_rl per generator it can fine-tune
+    assert counts["train_agent"] == 3 * 3 * 5 + 2 * 5
     for stage in ("aggregate", "stats", "tables", "figures", "provenance", "leakage_audit"):
         assert counts[stage] == 1, stage
     text = done.stdout + done.stderr
     assert "results/codellama-7b-instruct/mbpp/ppo/seed1/metrics.json" in text
     assert "results/codellama-7b-instruct/mbppplus/ppo/seed1/metrics.json" in text
     assert "results/agents/ppo/codellama-7b-instruct/seed5/training.json" in text
+    assert "results/agents/self_correct_rl/deepseek-coder-6.7b-instruct/seed5/training.json" in text
+    assert "results/codellama-7b-instruct/apps/self_correct_rl/seed1/metrics.json" in text
+    assert "codet5p-770m-py/mbpp/self_correct_rl" not in text and "self_correct_rl/codet5p-770m-py" not in text
 
 
 def test_one_cell_needs_only_its_own_inputs():
@@ -100,7 +105,7 @@ def test_oracle_variant_adds_labelled_cells(tmp_path):
     path.write_text(yaml.safe_dump(config))
     done = run_snakemake("-n", "--configfile", str(path))
     assert done.returncode == 0, done.stderr[-3000:]
-    assert job_counts(done.stdout + done.stderr)["evaluate_cell"] == 2 * 4 * 12 * 2
+    assert job_counts(done.stdout + done.stderr)["evaluate_cell"] == 2 * 4 * 13 * 2
     assert "--feedback oracle" in done.stdout + done.stderr or "direct-oracle/seed1" in done.stdout + done.stderr
     for table in ("mbppplus_oracle", "apps_difficulty_oracle", "mbppplus_visible"):
         assert f"tables/{table}.html" in done.stdout + done.stderr, table
@@ -118,6 +123,7 @@ def test_oracle_variant_adds_labelled_cells(tmp_path):
         ("strategy", {"max_steps": 0}, "max_steps"),
         ("strategy", {"reward": {"kind": "dense"}}, "reward"),
         ("strategy", {"ppo": {"nsteps": 3}}, "nsteps"),
+        ("strategy", {"self_correct_rl": {"beta1": -1.0}}, "beta1"),
     ],
 )
 def test_a_bad_config_stops_with_one_line_naming_the_key(tmp_path, key, value, named):

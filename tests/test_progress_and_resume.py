@@ -1,4 +1,5 @@
-"""Long jobs say where they are (progress lines in the log, bounded rate, --quiet), and GRPO resumes after SIGKILL."""
+"""Long jobs say where they are (progress lines in the log, bounded rate, --quiet), and the TRL agents resume after
+SIGKILL."""
 
 from __future__ import annotations
 
@@ -108,49 +109,57 @@ def test_quiet_silences_the_terminal_not_the_log_file(data_dir, tmp_path):
     assert len(_progress_lines(text, "direct")) == len(lines) and "direct / smollm2-135m-instruct on mbppplus" in text
 
 
-GRPO_CONFIG = (
+# both TRL agents' sections (each reads its own): tiny groups, a checkpoint every step
+TRL_CONFIG = (
     "max_new_tokens: 32\nrewriter_max_new_tokens: 24\nmax_generator_calls: 2\n"
     "grpo:\n  num_generations: 2\n  per_device_train_batch_size: 2\n  max_completion_length: 16\n"
     "  checkpoint_every: 1\n"
+    "self_correct_rl:\n  num_generations: 2\n  per_device_train_batch_size: 2\n  checkpoint_every: 1\n"
 )
+#: agent -> (its progress lines' unit, its history file)
+TRL_AGENTS = {
+    "rl_rewriter": ("GRPO steps", "grpo_history.json"),
+    "self_correct_rl": ("training steps", "self_correct_rl_history.json"),
+}
 
 
-def _train_args(config: Path, out: Path, data_dir: Path) -> list[str]:
-    return ["train", "--agent", "rl_rewriter", "--model", TINY, "--rewriter", TINY, "--out", str(out),
+def _train_args(agent: str, config: Path, out: Path, data_dir: Path) -> list[str]:
+    # --rewriter as the pipeline's rule passes it (self_correct_rl records it as unused)
+    return ["train", "--agent", agent, "--model", TINY, "--rewriter", TINY, "--out", str(out),
             "--timesteps", "2", "--limit", "2", "--selection-limit", "1", "--config", str(config),
             "--data-dir", str(data_dir)]  # fmt: skip
 
 
-def _comparable(out: Path) -> list[dict]:
+def _comparable(out: Path, history_file: str) -> list[dict]:
     timing = {"step_time", "train_runtime", "train_samples_per_second", "train_steps_per_second"}
-    history = json.loads((out / "grpo_history.json").read_text())["log_history"]
+    history = json.loads((out / history_file).read_text())["log_history"]
     return [{k: v for k, v in row.items() if k not in timing} for row in history]
 
 
-def test_sigkilled_rl_rewriter_training_resumes_from_its_checkpoint(data_dir, tmp_path):
+@pytest.mark.parametrize("agent", list(TRL_AGENTS))
+def test_sigkilled_trl_agent_training_resumes_from_its_checkpoint(data_dir, tmp_path, agent):
     """Resumed vs uninterrupted: the Trainer's log history (loss, grad norm, learning rate, rewards, entropy,
-    token counts: functions of the sampled rewrites, so of the restored random states, data order and reward
-    seeds) is identical, and so is the adapter. On this tiny setting every reward is 0, so the gradient is 0
-    and the adapter equals its initialisation in both runs: weights are compared but that comparison is weak;
-    the wall-clock fields (step_time, train_runtime, ...) differ and are not compared. A run killed after its
-    final checkpoint takes the adapter and the steps' history from it, without the Trainer's closing row."""
-    config = tmp_path / "grpo.yaml"
-    config.write_text(GRPO_CONFIG)
+    token counts; self_correct_rl's turn scores and KLs: functions of the sampled completions, so of the restored
+    random states, data order and reward seeds) is identical, and so is the adapter. On this tiny setting every
+    reward is 0 (and self_correct_rl's KLs too: its adapter starts as the identity), so the gradient is 0 and the
+    adapter equals its initialisation in both runs: weights are compared but that comparison is weak; the
+    wall-clock fields (step_time, train_runtime, ...) differ and are not compared. A run killed after its final
+    checkpoint takes the adapter and the steps' history from it, without the Trainer's closing row."""
+    unit, history_file = TRL_AGENTS[agent]
+    config = tmp_path / "trl.yaml"
+    config.write_text(TRL_CONFIG)
     # uninterrupted, with progress lines at most once an hour: only the first and the last
     whole = tmp_path / "whole"
     whole_log = tmp_path / "whole.log"
-    done = _cli("--log-file", str(whole_log), "--quiet", *_train_args(config, whole, data_dir), interval=3600)
+    done = _cli("--log-file", str(whole_log), "--quiet", *_train_args(agent, config, whole, data_dir), interval=3600)
     assert done.returncode == 0, done.stderr[-3000:]
-    lines = _progress_lines(whole_log.read_text(), "rl_rewriter")
-    assert [line.split(": ", 2)[2].split(",")[0] for line in lines] == [
-        "0/2 GRPO steps (0.0%)",
-        "2/2 GRPO steps (100.0%)",
-    ]
+    lines = _progress_lines(whole_log.read_text(), agent)
+    assert [line.split(": ", 2)[2].split(",")[0] for line in lines] == [f"0/2 {unit} (0.0%)", f"2/2 {unit} (100.0%)"]
     # killed once its first checkpoint is complete, then rerun with the same arguments
     killed = tmp_path / "killed"
     log = tmp_path / "killed.log"
     command = [sys.executable, "-m", "promis_repro.cli", "--log-file", str(log), "--quiet"]
-    command += _train_args(config, killed, data_dir)
+    command += _train_args(agent, config, killed, data_dir)
     env = {**os.environ, INTERVAL_ENV: "0"}
     process = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env
@@ -163,18 +172,18 @@ def test_sigkilled_rl_rewriter_training_resumes_from_its_checkpoint(data_dir, tm
     process.wait()
     assert json.loads(pointer.read_text())["step"] == 1
     assert not (killed / "adapter").exists(), "the run finished before it could be killed"
-    resumed = _cli("--log-file", str(log), "--quiet", *_train_args(config, killed, data_dir), interval=0)
+    resumed = _cli("--log-file", str(log), "--quiet", *_train_args(agent, config, killed, data_dir), interval=0)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert resumed.stderr == ""  # --quiet: everything went to the log file
     text = log.read_text()
-    match = re.search(r"INFO promis_repro\.agent\.grpo: rl_rewriter: resuming from step (\d+)", text)
+    match = re.search(rf"INFO promis_repro\.agent\.trl_agent: {agent}: resuming from step (\d+)", text)
     assert match and int(match.group(1)) == 1, text[-3000:]
-    after = _progress_lines(text[match.end() :], "rl_rewriter")
-    assert after[0].split(": ", 2)[2].startswith("1/2 GRPO steps") and "2/2 GRPO steps" in after[-1]
+    after = _progress_lines(text[match.end() :], agent)
+    assert after[0].split(": ", 2)[2].startswith(f"1/2 {unit}") and f"2/2 {unit}" in after[-1]
     assert json.loads((killed / "training.json").read_text())["steps"] == 2
     # finished: its checkpoints are discarded, so training it again trains (only an interrupted run resumes)
     assert not pointer.exists() and not (killed / "trainer").exists()
-    assert _comparable(killed) == _comparable(whole)
+    assert _comparable(killed, history_file) == _comparable(whole, history_file)
     from safetensors.torch import load_file
 
     a = load_file(killed / "adapter" / "adapter_model.safetensors")
@@ -183,7 +192,7 @@ def test_sigkilled_rl_rewriter_training_resumes_from_its_checkpoint(data_dir, tm
 
 
 def test_a_checkpoint_of_another_configuration_is_refused(tmp_path):
-    from promis_repro.agent.grpo import CHECKPOINT_STATE, _resume_point
+    from promis_repro.agent.trl_agent import CHECKPOINT_STATE, resume_point
     from promis_repro.errors import UserError
 
     checkpoint = tmp_path / "trainer" / "checkpoint-3"
@@ -192,7 +201,7 @@ def test_a_checkpoint_of_another_configuration_is_refused(tmp_path):
     (tmp_path / "checkpoint.json").write_text(json.dumps({"directory": "trainer/checkpoint-3", "step": 3}))
     (tmp_path / "trainer" / "checkpoint-4").mkdir()  # a checkpoint a kill interrupted
     calls = [0]
-    assert _resume_point(tmp_path, "a", calls) == (checkpoint, 3) and calls == [7]
+    assert resume_point(tmp_path, "a", calls, "rl_rewriter") == (checkpoint, 3) and calls == [7]
     assert not (tmp_path / "trainer" / "checkpoint-4").exists()
     with pytest.raises(UserError, match="different training configuration"):
-        _resume_point(tmp_path, "b", calls)
+        resume_point(tmp_path, "b", calls, "rl_rewriter")

@@ -178,3 +178,39 @@ def test_train_command_needs_a_rewriter(data_dir, tmp_path, agent):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and f"agent {agent} needs a rewriter model" in lines[0], done.stderr
     assert not out.exists()
+
+
+def test_self_correct_rl_trains_the_generator_and_runs_as_self_corrects_two_turns(data_dir, tmp_path):
+    """The one agent that fine-tunes the generator: a training step (no rewriter needed), then self_correct's 2 turns
+    by the generator with the trained adapter loaded (its hash in the run's provenance); a seq2seq generator is
+    refused in one line."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "max_new_tokens: 32\nmax_generator_calls: 5\n"
+        "self_correct_rl:\n  num_generations: 2\n  per_device_train_batch_size: 2\n"
+    )
+    agent = tmp_path / "agent"
+    common = ["--config", str(config), "--data-dir", str(data_dir)]
+    train = ["--quiet", "train", "--agent", "self_correct_rl", "--limit", "1", "--selection-limit", "1", *common]
+    trained = _cli(*train, "--model", TINY, "--out", str(agent), "--timesteps", "1")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert (agent / "adapter" / "adapter_model.safetensors").exists()
+    training = json.loads((agent / "training.json").read_text())
+    assert training["steps"] == 1 and training["fine_tunes"] == "generator"
+    assert training["formula"].startswith("R = s(y2) - 0.01*KL2 - 0.1*KL1 + 0*(s(y2) - s(y1)); s(y) = SoftPass")
+    assert training["provenance"]["config"]["rewriter"] is None and "rewriter" not in training["provenance"]["model"]
+    history = json.loads((agent / "self_correct_rl_history.json").read_text())["log_history"]
+    assert {"self_correct/kl_turn1", "self_correct/kl_turn2", "self_correct/score_turn2", "reward"} <= set(history[0])
+    out = tmp_path / "run"
+    ran = _cli("--quiet", "run", "--strategy", "self_correct_rl", "--model", TINY, "--benchmark", "mbppplus",
+               "--trained", str(agent), "--limit", "2", "--out", str(out), *common)  # fmt: skip
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    cost = json.loads((out / "cost.json").read_text())
+    assert cost["provenance"]["model"]["generator"]["adapter_sha256"] and cost["totals"]["rewriter_calls"] == 0
+    steps = [json.loads(line) for line in (out / "trajectories.jsonl").read_text().splitlines()]
+    # exactly SCoRe's 2 turns (what it was trained on), though the budget allows 5
+    assert [s["action_name"] for s in steps] == ["direct", "self_correct"] * 2
+    assert {e["stop"] for e in cost["per_task"].values()} == {"strategy's own end"}
+    refused = _cli(*train, "--model", "codet5p-770m-py", "--out", str(tmp_path / "x"))
+    lines = refused.stderr.strip().splitlines()
+    assert refused.returncode == 2 and len(lines) == 1 and "not a causal instruct model" in lines[0], refused.stderr

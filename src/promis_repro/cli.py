@@ -33,6 +33,15 @@ def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--workers", type=int, default=2, help="sandboxed programs run at once")
     evaluate.add_argument("--import-header", default="none", choices=sorted(IMPORT_HEADERS))
     evaluate.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="the global --quiet")
+    evaluate.add_argument(
+        "--levels",
+        action="store_true",
+        help="also record each sample's syntax, execution, tests, quality and efficiency levels (evaluation/levels.py)",
+    )
+    evaluate.add_argument("--max-complexity", type=int, default=10, help="quality: radon complexity at full marks")
+    evaluate.add_argument(
+        "--no-security", dest="security", action="store_false", help="quality: leave bandit's security part out"
+    )
     evaluate.set_defaults(stage="evaluate:evaluate")
 
     cell = sub.add_parser("evaluate-cell", help="score a run directory's samples: results.jsonl, metrics.json")
@@ -93,7 +102,9 @@ def _add_strategy_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--agent", required=True, help=" | ".join(AGENTS))
     train.add_argument("--pools", default=None, help="output directory of promis-repro data split")
     train.add_argument("--selection-limit", type=int, default=None, help="first N selection-pool tasks")
-    train.add_argument("--timesteps", type=int, default=None, help="ppo: total timesteps; rl_rewriter: GRPO steps")
+    train.add_argument(
+        "--timesteps", type=int, default=None, help="ppo: total timesteps; rl_rewriter, self_correct_rl: TRL steps"
+    )
     train.add_argument(
         "--train-feedback",
         default="visible",

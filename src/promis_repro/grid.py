@@ -30,6 +30,7 @@ STRATEGIES = (
     "ppo",
     "lpo",
     "self_correct",
+    "self_correct_rl",
     "rl_rewriter",
 )
 
@@ -41,7 +42,9 @@ HUMANEVAL_FAMILY = ("humaneval", "humanevalplus")
 REFERENCE_STRATEGY = "ppo"
 
 #: what ``promis-repro train --agent`` trains; each is also the strategy that uses its output
-AGENTS = ("ppo", "lpo", "rl_rewriter")
+AGENTS = ("ppo", "lpo", "rl_rewriter", "self_correct_rl")
+#: the one strategy that changes the generator's weights (a LoRA adapter over it): every other prompts it as it is
+GENERATOR_TRAINING = ("self_correct_rl",)
 
 #: test-time feedback modes (``strategies.feedback``); oracle is the leaky one
 FEEDBACK_MODES = ("visible", "selfgen", "oracle")
@@ -73,6 +76,7 @@ STRATEGY_LABELS = {
     "ppo": "PPO agent (PROMIS)",
     "lpo": "LPO",
     "self_correct": "Self-correct",
+    "self_correct_rl": "Self-correct RL (fine-tuned generator)",
     "rl_rewriter": "RL rewriter (GRPO)",
 }
 
@@ -198,4 +202,5 @@ FIGURES = (
     "cost_vs_pass",
     "apps_difficulty",
     "softpass_distribution",
+    "levels",
 )

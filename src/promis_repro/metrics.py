@@ -42,8 +42,10 @@ def pass_at_k(grouped_passes: Mapping[str, list[float]], ks: Iterable[int] = PAS
 
 
 def summarize(rows: list[Mapping[str, Any]]) -> dict[str, Any]:
+    from promis_repro.evaluation.levels import summarize_levels
+
     passed = per_task(rows, "passed")
-    return {
+    summary = {
         "n_tasks": len(passed),
         "n_samples": len(rows),
         "pass_at_1": mean_over_tasks(passed),
@@ -52,3 +54,7 @@ def summarize(rows: list[Mapping[str, Any]]) -> dict[str, Any]:
         "soft_pass_at_1_base": mean_over_tasks(per_task(rows, "soft_pass_base")),
         "pass_at_k": pass_at_k(passed),
     }
+    levels = summarize_levels(rows)
+    if levels is not None:  # rows scored with their levels (evaluation/levels.py)
+        summary["levels"] = levels
+    return summary

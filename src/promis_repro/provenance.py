@@ -23,7 +23,12 @@ TRACKED_PACKAGES = (
     "nltk",
     "stable-baselines3",
     "trl",
+    "peft",
     "snakemake",
+    # the quality level's tools
+    "ruff",
+    "radon",
+    "bandit",
 )
 
 

@@ -20,14 +20,29 @@ from promis_repro.errors import UserError
 from promis_repro.protocol import paper_protocol_problem
 from promis_repro.settings import from_mapping
 
-#: the ``train:`` key that sets each agent's length (``train --timesteps``: PPO timesteps, GRPO steps);
+#: the ``train:`` key that sets each agent's length (``train --timesteps``: PPO timesteps, the TRL agents' steps);
 #: lpo's length is its ``strategy.lpo`` section
-TRAINING_LENGTH_KEYS = {"ppo": "ppo_timesteps", "rl_rewriter": "rl_rewriter_steps"}
+TRAINING_LENGTH_KEYS = {
+    "ppo": "ppo_timesteps",
+    "rl_rewriter": "rl_rewriter_steps",
+    "self_correct_rl": "self_correct_rl_steps",
+}
 
 
 def training_length(config: dict[str, Any], agent: str) -> int | None:
     key = TRAINING_LENGTH_KEYS.get(agent)
     return None if key is None else config["train"][key]
+
+
+def grid_has(strategy: str, model: str) -> bool:
+    """Whether the grid runs ``strategy`` with generator ``model``: every pair, except that a strategy which
+    fine-tunes the generator (``grid.GENERATOR_TRAINING``) skips one it cannot fine-tune (the seq2seq CodeT5+)."""
+    if strategy not in grid.GENERATOR_TRAINING:
+        return True
+    from promis_repro.agent.trl_agent import fine_tuning_problem
+    from promis_repro.generation.registry import get_model
+
+    return fine_tuning_problem(get_model(model)) is None
 
 
 def load_schema(schema_path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -82,6 +97,7 @@ def validate_pipeline_config(config: dict[str, Any], schema_path: str | os.PathL
     """Raise ``UserError`` (one line) for the first problem in ``config``; then fill in the optional keys' defaults."""
     from promis_repro.agent.grpo import GRPOSettings
     from promis_repro.agent.ppo import PPOConfig
+    from promis_repro.agent.self_correct_rl import SelfCorrectRLSettings
     from promis_repro.generation.registry import get_model
     from promis_repro.strategies.config import parse_strategy_file
 
@@ -106,6 +122,7 @@ def validate_pipeline_config(config: dict[str, Any], schema_path: str | os.PathL
     parsed = parse_strategy_file(config["strategy"], where="config key strategy")
     ppo = from_mapping(PPOConfig, parsed.sections["ppo"], "config key strategy.ppo")
     from_mapping(GRPOSettings, parsed.sections["grpo"], "config key strategy.grpo")
+    from_mapping(SelfCorrectRLSettings, parsed.sections["self_correct_rl"], "config key strategy.self_correct_rl")
     if config["protocol"] == "paper":  # the label must be true, part by part
         problem = paper_protocol_problem(
             feedback=config["feedback"], strategy=parsed, ppo=ppo, train_feedback=config["train"]["feedback"]

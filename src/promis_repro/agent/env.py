@@ -31,6 +31,7 @@ import numpy as np
 from promis_repro.data.pools import POOL_NAMES
 from promis_repro.data.task import Task
 from promis_repro.errors import UserError
+from promis_repro.evaluation.levels import multi_score
 from promis_repro.grid import ACTION_NAMES
 from promis_repro.rewards import step_reward
 from promis_repro.strategies.actions import EpisodeContext, Tools
@@ -147,6 +148,7 @@ class PromptEnv(gym.Env):
             "step": 0,
             "last_feedback": "",
             "previous_soft": 0.0,
+            "previous_multi": 0.0,
             "return": 0.0,
             "actions": [0, 0, 0],
             "best_soft": 0.0,
@@ -166,10 +168,17 @@ class PromptEnv(gym.Env):
         candidate, extra = run_sync(ctx.act(action, s["text"], s["last_feedback"]), self.call_model, ctx)
         feedback = candidate.feedback  # what the policy sees: the feedback suite's result
         # what the reward counts: the held-out tests under ``visible``, the same suite under ``all``
-        scored = feedback if self.reward_suite is ctx.suite else self.reward_suite.evaluate(candidate.code)
-        reward = step_reward(self.tools.reward, scored.passed, scored.soft, s["previous_soft"])
-        ctx.log(action, candidate, **extra)
+        reward_config = self.tools.reward
+        if reward_config.kind == "multi":  # the levels too (the feedback the policy saw did not measure them)
+            scored = self.reward_suite.evaluate(candidate.code, reward_config.levels)
+        else:
+            scored = feedback if self.reward_suite is ctx.suite else self.reward_suite.evaluate(candidate.code)
+        # a suite without tests measures no level: M = 0
+        multi = multi_score(scored.levels or {}, reward_config.weights) if reward_config.kind == "multi" else None
+        reward = step_reward(reward_config, scored.passed, scored.soft, s["previous_soft"], multi, s["previous_multi"])
+        ctx.log(action, candidate, reward=reward, **extra)
         s["text"], s["last_feedback"], s["previous_soft"] = candidate.text, feedback.text, scored.soft
+        s["previous_multi"] = multi or 0.0
         s["step"] += 1
         s["return"] += reward
         s["actions"][action] += 1

@@ -7,16 +7,17 @@ from collections.abc import Callable
 from typing import Any
 
 from promis_repro import grid
-from promis_repro.agent.grpo import adapter_directory
 from promis_repro.agent.ppo import load_policy
+from promis_repro.agent.trl_agent import adapter_directory
 from promis_repro.errors import UserError
 from promis_repro.strategies.lpo import load_instruction
 
-#: lpo: the best instruction; ppo: the best policy; rl_rewriter: the LoRA adapter's directory
+#: lpo: the best instruction; ppo: the best policy; rl_rewriter, self_correct_rl: the LoRA adapter's directory
 LOADERS: dict[str, Callable[[str | os.PathLike[str]], Any]] = {
     "ppo": load_policy,
     "lpo": load_instruction,
     "rl_rewriter": adapter_directory,
+    "self_correct_rl": lambda directory: adapter_directory(directory, "self_correct_rl"),
 }
 if tuple(LOADERS) != grid.AGENTS:  # every agent of the grid, and only those, has a loader
     raise RuntimeError(f"trained-output loaders {tuple(LOADERS)} differ from grid.AGENTS {grid.AGENTS}")

@@ -33,6 +33,8 @@ from promis_repro.io import atomic_write_json, atomic_write_text, read_json, rea
 CELL_KEYS = ("model", "benchmark", "strategy", "feedback")
 COST_KEYS = ("generator_calls", "rewriter_calls", "tokens", "model_seconds")
 METRIC_KEYS = ("pass_at_1", "soft_pass_at_1", "pass_at_1_base", "soft_pass_at_1_base")
+# metrics.json's ``levels`` (evaluation/levels.py) besides ``tests`` (= SoftPass@1); NaN where not measured
+LEVEL_KEYS = ("syntax", "execution", "quality", "efficiency")
 REQUIRED = (*CELL_KEYS, "seed", "leaky", "pass_at_1", "soft_pass_at_1")
 
 
@@ -44,6 +46,8 @@ def _per_seed_row(path: Path, metrics: dict[str, Any]) -> dict[str, Any]:
     row["protocol"] = metrics.get("protocol", "ours")
     row["n_tasks"] = metrics.get("n_tasks")
     row.update({key: metrics.get(key) for key in METRIC_KEYS})
+    levels = metrics.get("levels") or {}
+    row.update({key: levels.get(key) for key in LEVEL_KEYS})
     row.update({key: (metrics.get("cost") or {}).get(key) for key in COST_KEYS})
     return row
 
@@ -121,7 +125,7 @@ def _cells(per_seed: pd.DataFrame, per_task: pd.DataFrame, protocol: dict[tuple,
         row["seeds"] = len(group)
         row["seed_list"] = " ".join(str(s) for s in sorted(group["seed"]))
         row["n_tasks"] = int(tasks["task_id"].nunique()) if len(tasks) else group["n_tasks"].max()
-        for metric in METRIC_KEYS:
+        for metric in (*METRIC_KEYS, *LEVEL_KEYS):
             values = group[metric].dropna().astype(float)
             row[f"{metric}_mean"] = values.mean() if len(values) else float("nan")
             row[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else 0.0

@@ -107,6 +107,8 @@ def load_config(configfiles: list[str | os.PathLike[str]], schema: str | os.Path
 
 def grid_jobs(config: dict[str, Any]) -> dict[str, list[Job]]:
     """Every job of the Snakefile's default target for ``config``, by rule."""
+    from promis_repro.workflow_config import grid_has
+
     results = Path(config["results"])
     seeds = [str(seed) for seed in config["seeds"]]
     variants = grid.feedback_variants(config["feedback"], config.get("oracle_variant", False))
@@ -116,13 +118,13 @@ def grid_jobs(config: dict[str, Any]) -> dict[str, list[Job]]:
     for name in dict.fromkeys([*config["generators"], config["rewriter"]]):
         jobs["fetch_model"].append(Job("fetch_model", results / "models" / f"{name}.json", {"model": name}))
     for agent in (a for a in config["strategies"] if a in grid.AGENTS):
-        for model in config["generators"]:
+        for model in (m for m in config["generators"] if grid_has(agent, m)):
             for seed in seeds:
                 key = {"agent": agent, "model": model, "seed": seed}
                 jobs["train_agent"].append(Job("train_agent", results / grid.agent_path(**key) / "training.json", key))
     for model in config["generators"]:
         for benchmark in config["benchmarks"]:
-            for strategy in config["strategies"]:
+            for strategy in (s for s in config["strategies"] if grid_has(s, model)):
                 for _, variant in variants:
                     for seed in seeds:
                         key = {"model": model, "benchmark": benchmark, "strategy": strategy, "variant": variant}
@@ -210,7 +212,7 @@ def recorded_benchmarks(results: Path, config: dict[str, Any]) -> dict[tuple[str
     settings, and then per task; agents only when ``training.json`` says they trained with the grid's settings,
     pools' limits and length.
     """
-    from promis_repro.workflow_config import training_length
+    from promis_repro.workflow_config import TRAINING_LENGTH_KEYS, training_length
 
     wanted = _wanted_settings(config)
     limits = {key: config["train"].get(key) for key in ("limit", "selection_limit")}
@@ -227,7 +229,7 @@ def recorded_benchmarks(results: Path, config: dict[str, Any]) -> dict[tuple[str
                 training = _read_json(results / grid.agent_path(**key) / "training.json")
                 run = (training.get("provenance") or {}).get("config") or {}
                 length = training.get("timesteps" if agent == "ppo" else "steps")
-                expected = training_length(config, agent) if agent in ("ppo", "rl_rewriter") else None
+                expected = training_length(config, agent) if agent in TRAINING_LENGTH_KEYS else None
                 same = _normalised(run.get("strategy_config")) == wanted and all(
                     run.get(k) == v for k, v in limits.items()
                 )

@@ -77,8 +77,11 @@ class TableModel:
     def task_results(self) -> int:
         """The grid's results, one per task of each cell: what aggregate, stats and the report stages read."""
         config = self.config
+        from promis_repro.workflow_config import grid_has
+
         variants = grid.feedback_variants(config["feedback"], config.get("oracle_variant", False))
-        cells = len(config["generators"]) * len(config["strategies"]) * len(variants) * len(config["seeds"])
+        pairs = sum(grid_has(s, m) for m in config["generators"] for s in config["strategies"])
+        cells = pairs * len(variants) * len(config["seeds"])
         return cells * sum(self.tasks(benchmark) for benchmark in config["benchmarks"])
 
     def model(self, name: str) -> dict[str, Any]:
@@ -127,11 +130,14 @@ class TableModel:
             evaluations = 1 + timesteps // eval_every
             seconds = timesteps * (step + self.table["test_seconds"])
             seconds += evaluations * selection * self.settings.config.max_steps * generator["call_seconds"]
-        elif agent == "rl_rewriter":
-            steps = length or sections["grpo"].get("max_steps", 200)
-            batch = sections["grpo"].get("per_device_train_batch_size", 4)
-            per_step = batch * (rewriter["call_seconds"] + generator["call_seconds"])
-            seconds = steps * (per_step + self.table["training"]["rl_rewriter"]["update_seconds"])
+        elif agent in ("rl_rewriter", "self_correct_rl"):
+            section = sections["grpo" if agent == "rl_rewriter" else agent]
+            steps = length or section.get("max_steps", 200)
+            # per completion, rl_rewriter: a rewrite, then the frozen generator's code; self_correct_rl: two turns
+            first = rewriter if agent == "rl_rewriter" else generator
+            completion = first["call_seconds"] + generator["call_seconds"]
+            per_step = section.get("per_device_train_batch_size", 4) * completion
+            seconds = steps * (per_step + self.table["training"][agent]["update_seconds"])
         else:  # lpo (strategies/lpo.py DEFAULTS under the config's strategy.lpo)
             from promis_repro.strategies.lpo import DEFAULTS
 
@@ -140,7 +146,8 @@ class TableModel:
             batches = min(batches, lpo["max_batches"]) if lpo["max_batches"] else batches
             seconds = batches * (lpo["batch_size"] * generator["call_seconds"] + 2 * rewriter["unbatched_call_seconds"])
             seconds += (1 + math.ceil(batches / lpo["eval_every"])) * selection * generator["call_seconds"]
-        return self.startup("train_agent", [job.key["model"], self.config["rewriter"]]) + seconds
+        models = [job.key["model"], *([] if agent == "self_correct_rl" else [self.config["rewriter"]])]
+        return self.startup("train_agent", models) + seconds
 
     def fetch_model(self, job: Job) -> float:
         """A fixed part plus the download, by the model's size (``fetch_seconds_per_billion_params``)."""

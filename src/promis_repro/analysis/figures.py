@@ -212,6 +212,37 @@ def apps_difficulty(per_task: pd.DataFrame) -> plt.Figure:
     return _finish(grid, "", "Pass@1")
 
 
+LEVEL_COLUMNS = {
+    "syntax": "syntax",
+    "execution": "execution",
+    "soft_pass_at_1": "tests",
+    "quality": "quality",
+    "efficiency": "efficiency",
+}
+
+
+def levels(per_seed: pd.DataFrame) -> plt.Figure:
+    """The five levels (evaluation/levels.py) per strategy, one panel per benchmark; means over seeds and models."""
+    present = [c for c in LEVEL_COLUMNS if c in per_seed]
+    if "quality" not in per_seed or per_seed["quality"].isna().all():
+        return _empty("no cell recorded its levels (metrics.json without levels)")
+    frame = _label(per_seed).rename(columns=LEVEL_COLUMNS)
+    long = frame.melt(["model", "benchmark", "strategy", "seed"], [LEVEL_COLUMNS[c] for c in present], "level", "value")
+    grid = sns.catplot(
+        data=long.dropna(subset=["value"]),
+        x="strategy",
+        y="value",
+        hue="level",
+        hue_order=[LEVEL_COLUMNS[c] for c in present],
+        order=_order(frame),
+        height=3.5,
+        aspect=1.6,
+        **BARS_WITH_CIS,
+        **_by_benchmark(frame),
+    )
+    return _finish(grid, "", "level (0-1), mean over seeds and models", rotate=True)
+
+
 def softpass_distribution(per_task: pd.DataFrame) -> plt.Figure:
     frame = _label(
         per_task.groupby(["model", "benchmark", "strategy", "feedback", "task_id"])["soft_pass"].mean().reset_index()
@@ -261,6 +292,7 @@ def make_figures(results: str | os.PathLike[str]) -> list[Path]:
         "cost_vs_pass": lambda: cost_vs_pass(cells),
         "apps_difficulty": lambda: apps_difficulty(per_task),
         "softpass_distribution": lambda: softpass_distribution(per_task),
+        "levels": lambda: levels(per_seed),
         "budget_curve": lambda: budget_curve(curve),
     }
     out = root / "figures"

@@ -110,11 +110,17 @@ def _strategies(frame: pd.DataFrame) -> list[str]:
     return sorted(set(frame["strategy"]), key=strategy_rank)
 
 
+#: per model: the paper's two metrics, the multi-level evaluation's quality and efficiency (means over
+#: seeds of the per-cell means, 0..1; "–" where not measured) and the generator calls per task
+PER_MODEL_COLUMNS = ("Pass@1", "SoftPass@1", "quality", "efficiency", "calls")
+
+
 def benchmark_table(cells: pd.DataFrame, comparisons: pd.DataFrame, benchmark: str, feedback: str) -> Table:
     cells = cells[(cells["benchmark"] == benchmark) & (cells["feedback"] == feedback)]
     models = sorted(set(cells["model"]), key=model_rank)
     strategies = _strategies(cells)
-    header = ["Strategy"] + [f"{m} {metric}" for m in models for metric in ("Pass@1", "SoftPass@1", "calls")]
+    header = ["Strategy"] + [f"{m} {metric}" for m in models for metric in PER_MODEL_COLUMNS]
+    stride = len(PER_MODEL_COLUMNS)
     rows, bold, marks = [], set(), {}
     by_cell = {(r["model"], r["strategy"]): r for r in cells.to_dict(orient="records")}
     significant = {}
@@ -127,12 +133,13 @@ def benchmark_table(cells: pd.DataFrame, comparisons: pd.DataFrame, benchmark: s
         for j, model in enumerate(models):
             cell = by_cell.get((model, strategy))
             for k, metric in enumerate(("pass_at_1", "soft_pass_at_1")):
-                column = 1 + 3 * j + k
+                column = 1 + stride * j + k
                 row.append(percent(cell[f"{metric}_mean"], cell[f"{metric}_std"]) if cell else "–")
                 if significant.get((model, strategy), (False, False))[k]:
                     marks[(i, column)] = (PASS_MARK, SOFT_MARK)[k]
-            calls = cell.get("generator_calls_mean") if cell else None
-            row.append("–" if calls is None or np.isnan(calls) else f"{calls:.1f}")
+            for key, digits in (("quality_mean", 2), ("efficiency_mean", 2), ("generator_calls_mean", 1)):
+                value = cell.get(key) if cell else None
+                row.append("–" if value is None or np.isnan(value) else f"{value:.{digits}f}")
         rows.append(row)
     for j, model in enumerate(models):
         for k, metric in enumerate(("pass_at_1", "soft_pass_at_1")):
@@ -140,10 +147,11 @@ def benchmark_table(cells: pd.DataFrame, comparisons: pd.DataFrame, benchmark: s
             if np.all(np.isnan(means)):
                 continue
             best = round(np.nanmax(means), 6)
-            bold |= {(i, 1 + 3 * j + k) for i, m in enumerate(means) if not np.isnan(m) and round(m, 6) == best}
+            bold |= {(i, 1 + stride * j + k) for i, m in enumerate(means) if not np.isnan(m) and round(m, 6) == best}
     leaky = bool(cells["leaky"].any())
     title = f"{BENCHMARK_LABELS.get(benchmark, benchmark)}: Pass@1 and SoftPass@1 (%), mean ± std over seeds"
     title += f", feedback {feedback}" + (" (LEAKY)" if leaky else "")
+    title += "; quality and efficiency levels (0-1), means"
     title += " — PAPER PROTOCOL" if protocol_of(cells) != "ours" else ""
     relevant = comparisons
     if not comparisons.empty:

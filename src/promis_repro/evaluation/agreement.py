@@ -54,6 +54,26 @@ def mutants(canonical: str, entry_point: str) -> dict[str, str]:
     return variants
 
 
+#: correct but worse: quadratic busy work in the input's size (capped: a few ms a call, far inside any
+#: time limit) before the canonical answer
+SLOW_BODY = (
+    "    size = min(len(repr(args)), 300) + 300\n"
+    "    waste = sum(1 for _i in range(size) for _j in range(size))\n"
+    "    return _promis_original(*args) if waste >= 0 else None"
+)
+
+
+def correct_but_worse(canonical: str, entry_point: str) -> dict[str, str]:
+    """Correct variants of ``canonical`` that the levels should mark down (``evaluation/levels.py``):
+    ``slow`` (quadratic where the canonical is not) and ``badly_styled`` (unused imports on one line,
+    trailing whitespace, an over-long line: lint and security findings)."""
+    styled = "\n".join(line + "  " if line.strip() else line for line in canonical.splitlines())
+    return {
+        "slow": canonical + _WRAPPER.format(entry=entry_point, body=SLOW_BODY),
+        "badly_styled": "import os, sys, subprocess, pickle\n" + "# " + "x" * 100 + "\n" + styled + "\n",
+    }
+
+
 def evalplus_problem(task: Task) -> dict[str, Any]:
     tests = task.hidden_tests
     assert isinstance(tests, CallTests)

@@ -18,6 +18,7 @@ from promis_repro.data.task import AssertTests, CallTests, Task, Tests
 from promis_repro.errors import UserError
 from promis_repro.evaluation.execute import ExpectedOutputs, ProgramResult, run_assert_tests, run_tests
 from promis_repro.evaluation.expected import expected_for
+from promis_repro.evaluation.levels import LevelSettings, ReferenceProfile, program_levels, reference_profile
 from promis_repro.io import read_jsonl
 from promis_repro.sandbox.runner import SandboxLimits, close_thread_zygote
 
@@ -115,7 +116,10 @@ def evaluate_samples(
     import_header: str = "none",
     limits: SandboxLimits | None = None,
     progress: bool = True,
+    levels: LevelSettings | None = None,
 ) -> tuple[list[dict[str, Any]], list[Task]]:
+    """Score every sample; with ``levels``, each row also gets its five levels (``evaluation/levels.py``),
+    the canonical solution's resource use measured here, in this run, before its task's samples."""
     if import_header not in IMPORT_HEADERS:
         raise UserError(f"unknown import header {import_header!r}; known: {', '.join(IMPORT_HEADERS)}")
     tasks = {t.task_id: t for t in load_benchmark(benchmark, data_dir)}
@@ -129,6 +133,7 @@ def evaluate_samples(
     # as its task is prepared. A slow task's reference run therefore starts
     # early, and no core idles behind a barrier between the two phases.
     suites: dict[str, tuple[Tests, ExpectedOutputs | None]] = {}
+    references: dict[str, ReferenceProfile | None] = {}
     by_task: dict[str, list[int]] = defaultdict(list)
     for index, sample in enumerate(samples):
         by_task[sample.task_id].append(index)
@@ -151,6 +156,15 @@ def evaluate_samples(
         elif isinstance(tests, AssertTests):
             tests = reference_test_count(task, tests)
         suites[task_id] = (tests, expected)
+        if levels is not None:
+            reference = task.reference_solution
+            references[task_id] = (
+                None
+                if reference is None
+                else reference_profile(
+                    lambda: run_tests(header + reference, tests, expected, limits=limits), levels.reference_repeats
+                )
+            )
         cost = sum(sum(limits_) for limits_ in expected.time_limits.values()) if expected else 0.0
         for index in by_task[task_id]:
             jobs.put((1.0 / (1.0 + cost), next(counter), "score", index))
@@ -164,6 +178,15 @@ def evaluate_samples(
             log.exception("%s sample %d: evaluation failed", sample.task_id, sample.sample_index)
             result = ProgramResult("error", [], error=f"harness error: {type(exc).__name__}: {exc}")
         rows[index] = result_row(sample, result)
+        if levels is not None:
+            code = header + sample.solution
+            rows[index]["levels"] = program_levels(
+                sample.solution,
+                result,
+                references[sample.task_id],
+                levels,
+                rerun=lambda: run_tests(code, tests, expected, limits=limits),
+            )
         with done:
             remaining[0] -= 1
             bar.update()

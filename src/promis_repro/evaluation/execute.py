@@ -66,6 +66,20 @@ class ProgramResult:
     groups: list[GroupResult]
     error: str | None = None
     failures: list[Failure] = field(default_factory=list)
+    # the program ran to the end of its import without an exception (stdio programs: one case ran to its end)
+    executed: bool = False
+    # the kernel's accounting of the runs that scored it (CPU seconds summed, peak resident set), when known
+    cpu_seconds: float | None = None
+    max_rss_bytes: int | None = None
+
+    def add_usage(self, outputs: list[RunOutput], executed: bool) -> ProgramResult:
+        """Record how the program ran: ``executed`` and the runs' resource usage (None if any run lacks it)."""
+        self.executed = executed
+        cpu = [o.cpu_seconds for o in outputs]
+        rss = [o.max_rss_bytes for o in outputs]
+        self.cpu_seconds = sum(c for c in cpu if c is not None) if outputs and None not in cpu else None
+        self.max_rss_bytes = max(r for r in rss if r is not None) if outputs and None not in rss else None
+        return self
 
     @property
     def passed(self) -> bool:
@@ -134,6 +148,16 @@ class ExpectedOutputs:
     time_limits: dict[str, list[float]]
 
 
+def _loaded(records: list[dict[str, Any]]) -> bool:
+    """The worker reported the end of the program's import (nothing after its own last word counts)."""
+    for record in records:
+        if "exit" in record:
+            return False
+        if record.get("loaded") is True:
+            return True
+    return False
+
+
 def _load_error(records: list[dict[str, Any]]) -> str | None:
     for record in records:
         if "load_error" in record:
@@ -157,6 +181,7 @@ def run_call_tests(
     load_error: str | None = None
     budgets = {n: min(GROUP_TIME_CAP, sum(expected.time_limits[n])) + 2 for n in names}
     pending = list(range(len(names)))
+    outputs: list[RunOutput] = []
     while pending:
         job = {
             "mode": "call",
@@ -174,6 +199,7 @@ def run_call_tests(
         # the child enforces each group's budget (less its own encoding time);
         # the supervisor's deadline is only the backstop for a program that hangs
         output = run_job(job, deadline=2 * sum(budgets[names[i]] for i in pending) + 5, limits=limits)
+        outputs.append(output)
         load_error = _load_error(output.records)
         by_group: dict[int, dict[int, dict[str, Any]]] = {i: {} for i in pending}
         started: set[Any] = set()
@@ -238,7 +264,8 @@ def run_call_tests(
         # still costs its first group, as each EvalPlus group process would die
         pending = remaining[1:] if remaining == pending else remaining
     groups = [results[n] for n in names if n in results]
-    return _overall(groups, failures, load_error, problem)
+    executed = bool(outputs) and _loaded(outputs[0].records)
+    return _overall(groups, failures, load_error, problem).add_usage(outputs, executed)
 
 
 def _overall(
@@ -279,7 +306,7 @@ def run_assert_tests(
     }
     deadline = min(GROUP_TIME_CAP, ASSERT_TIME_LIMIT * max(n_tests or len(program.probes), 1)) + 2
     output = run_job(job, deadline=deadline, limits=limits)
-    return score_assert_records(output, program, n_tests)
+    return score_assert_records(output, program, n_tests).add_usage([output], _loaded(output.records))
 
 
 def score_assert_records(output: RunOutput, program: Any, n_tests: int | None) -> ProgramResult:
@@ -369,7 +396,8 @@ def run_stdio_tests(code: str, tests: StdioTests, *, limits: SandboxLimits | Non
     status = "pass" if finished and all(details) else ("fail" if finished or load_error else "timeout")
     problem = None if finished or load_error else output.problem()
     group = GroupResult("tests", status, details, seen, _fill_outcomes(outcomes))
-    return _overall([group], failures, load_error, problem)
+    executed = any(o in ("pass", "fail") for o in outcomes)  # one case ran to its end without raising
+    return _overall([group], failures, load_error, problem).add_usage([output], executed)
 
 
 def run_tests(

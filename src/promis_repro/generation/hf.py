@@ -94,7 +94,7 @@ class _GumbelSampler:
         return scores + noise
 
 
-class _StopOnText:
+class StopOnText:
     """Stopping criterion per row: a stop string or (instruct models) a closed code block."""
 
     def __init__(self, tokenizer: Any, prompt_length: int, stop: tuple[str, ...], close_fence: bool) -> None:
@@ -130,7 +130,8 @@ class TransformersGenerator:
         model_class = AutoModelForSeq2SeqLM if self.seq2seq else AutoModelForCausalLM
         self.model = model_class.from_pretrained(location, revision=revision, dtype=dtype).to(self.device).eval()
         if spec.extra.get("adapter"):
-            # a trained LoRA adapter (rl_rewriter), merged so decoding costs what the base model costs
+            # a trained LoRA adapter (rl_rewriter's rewriter, self_correct_rl's generator: ``agent/trl_agent.py``),
+            # merged so decoding costs what the base model costs
             from peft import PeftModel
 
             self.model = PeftModel.from_pretrained(self.model, spec.extra["adapter"]).merge_and_unload().eval()
@@ -287,7 +288,7 @@ class TransformersGenerator:
             processors.append(sampler)
         stopping = StoppingCriteriaList()
         if settings.stop or close_fence:
-            stopping.append(_StopOnText(self.tokenizer, prompt_length, settings.stop, close_fence))
+            stopping.append(StopOnText(self.tokenizer, prompt_length, settings.stop, close_fence))
         started = time.monotonic()
         with torch.inference_mode():
             output = self.model.generate(

@@ -25,6 +25,8 @@ def _import_vllm() -> Any:
 
 class VllmGenerator:
     def __init__(self, spec: ModelSpec, **engine_args: Any) -> None:
+        if spec.extra.get("adapter"):  # a trained LoRA adapter (agent/trl_agent.py): the transformers backend's
+            raise UserError(f"model {spec.name}: the vllm backend loads no trained adapter; use transformers-causal")
         vllm = _import_vllm()
         self.spec = spec
         self.vllm = vllm

@@ -887,14 +887,25 @@ def supervise(run_dir, deadline):
     ready, _, _ = select.select([pidfd], [], [], deadline)
     timed_out = not ready
     _kill_leftovers(uid, pid)  # under user namespaces: the init, and with it the whole PID namespace
-    _, status = os.waitpid(pid, 0)
+    # the kernel's accounting of the run (the worker and every process it waited for; under user
+    # namespaces the init, which reaps the worker): the program cannot forge it
+    _, status, usage = os.wait4(pid, 0)
     code = os.waitstatus_to_exitcode(status)
     if userns:  # the worker's own status, as PID 1 reported it (none when the namespace was killed)
         with open(status_path) as handle:
             reported = handle.read().strip()
         code = int(reported) if reported else code
     with open(os.path.join(run_dir, "status.json"), "w") as handle:
-        json.dump({"returncode": code, "timed_out": timed_out, "seconds": time.monotonic() - started}, handle)
+        json.dump(
+            {
+                "returncode": code,
+                "timed_out": timed_out,
+                "seconds": time.monotonic() - started,
+                "cpu_seconds": usage.ru_utime + usage.ru_stime,
+                "max_rss_kb": usage.ru_maxrss,
+            },
+            handle,
+        )
 
 
 def zygote():

@@ -183,6 +183,10 @@ class RunOutput:
     returncode: int | None
     stderr_tail: str
     seconds: float
+    # the kernel's accounting of the run's processes (CPU user+system seconds, peak resident set);
+    # None when the supervisor could not report it
+    cpu_seconds: float | None = None
+    max_rss_bytes: int | None = None
 
     def problem(self) -> str | None:
         """A one-line reason when the child died without finishing its job."""
@@ -402,4 +406,14 @@ def run_job(job: dict[str, Any], deadline: float, limits: SandboxLimits | None =
             stderr_tail = handle.read().decode("utf-8", "replace")
         if not served:
             stderr_tail += "\nsandbox zygote failed"
-        return RunOutput(records, bool(status.get("timed_out")), status.get("returncode"), stderr_tail, seconds)
+        cpu = status.get("cpu_seconds")
+        rss = status.get("max_rss_kb")
+        return RunOutput(
+            records,
+            bool(status.get("timed_out")),
+            status.get("returncode"),
+            stderr_tail,
+            seconds,
+            float(cpu) if isinstance(cpu, int | float) else None,
+            int(rss) * 1024 if isinstance(rss, int) else None,
+        )

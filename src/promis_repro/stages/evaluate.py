@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from promis_repro.errors import UserError
+from promis_repro.evaluation.levels import LEVELS, LevelSettings, level_settings
 from promis_repro.io import atomic_write_jsonl, sha256_of, write_outputs
 from promis_repro.metrics import summarize
 from promis_repro.provenance import provenance
@@ -26,13 +27,20 @@ def _score(
     workers: int,
     import_header: str = "none",
     progress: bool = False,
+    levels: LevelSettings | None = None,
 ) -> tuple[list[dict[str, Any]], list[Any], dict[str, str | None], dict[str, Any]]:
     """Result rows, the benchmark's tasks, the data hashes (benchmark file, samples) and the active isolation."""
     from promis_repro.evaluation.evaluator import evaluate_samples
     from promis_repro.sandbox.runner import detect_isolation
 
     rows, tasks = evaluate_samples(
-        benchmark, samples, data_dir=data_dir, workers=workers, import_header=import_header, progress=progress
+        benchmark,
+        samples,
+        data_dir=data_dir,
+        workers=workers,
+        import_header=import_header,
+        progress=progress,
+        levels=levels,
     )
     hashes = {benchmark: tasks[0].source_hash if tasks else None, "samples": sha256_of(samples)}
     return rows, tasks, hashes, detect_isolation().describe()
@@ -47,21 +55,38 @@ def evaluate(
     workers: int = 2,
     import_header: str = "none",
     quiet: bool = False,
+    levels: bool = False,
+    max_complexity: int = 10,
+    security: bool = True,
 ) -> dict[str, Any]:
     """``results.jsonl`` (one row per sample, input order) and ``summary.json`` in ``out``.
 
-    ``quiet``: no progress bar.
+    ``quiet``: no progress bar. ``levels``: each row gets its five levels (``evaluation/levels.py``), with
+    ``max_complexity`` and ``security`` (bandit on or off) for the quality level.
     """
-    rows, _, hashes, sandbox = _score(benchmark, Path(samples), data_dir, workers, import_header, not quiet)
+    settings = LevelSettings(max_complexity=max_complexity, security=security) if levels else None
+    rows, _, hashes, sandbox = _score(
+        benchmark, Path(samples), data_dir, workers, import_header, not quiet, levels=settings
+    )
     config = {"command": "evaluate", "benchmark": benchmark, "import_header": import_header, "workers": workers}
+    if settings is not None:
+        config["levels"] = settings.as_dict()
     summary: dict[str, Any] = {"benchmark": benchmark, **summarize(rows), "sandbox": sandbox}
     summary["provenance"] = provenance(config=config, data_hashes=hashes, extra={"import_header": import_header})
     out = write_outputs(out, {"results.jsonl": rows}, {"summary.json": summary})
     print(
         f"{benchmark}: {summary['n_samples']} samples over {summary['n_tasks']} tasks, "
-        f"pass@1 {summary['pass_at_1']:.4f}, softpass@1 {summary['soft_pass_at_1']:.4f} -> {out}"
+        f"pass@1 {summary['pass_at_1']:.4f}, softpass@1 {summary['soft_pass_at_1']:.4f}{_levels_line(summary)} -> {out}"
     )
     return summary
+
+
+def _levels_line(summary: dict[str, Any]) -> str:
+    levels = summary.get("levels")
+    if not levels:
+        return ""
+    shown = ", ".join(f"{name} {'n/a' if levels[name] is None else format(levels[name], '.3f')}" for name in LEVELS)
+    return f"; levels: {shown}"
 
 
 def evaluate_cell(
@@ -74,7 +99,9 @@ def evaluate_cell(
     if not cost_path.exists():
         raise UserError(f"{cell}: no cost.json; run the strategy first")
     cost = json.loads(cost_path.read_text())
-    rows, tasks, hashes, sandbox = _score(benchmark, cell / "samples.jsonl", data_dir, workers)
+    # the levels as the run measured them for its reward (its strategy file's ``levels:``), defaults otherwise
+    levels = level_settings(cost.get("reward", {}).get("levels"), f"{cost_path}: reward.levels")
+    rows, tasks, hashes, sandbox = _score(benchmark, cell / "samples.jsonl", data_dir, workers, levels=levels)
     difficulty = {task.task_id: task.difficulty for task in tasks}
     rows = [{**row, "difficulty": difficulty.get(row["task_id"])} for row in rows]  # APPS tables by difficulty
     candidates = _score_candidates(cell, benchmark, data_dir, workers, rows)
@@ -91,7 +118,8 @@ def evaluate_cell(
         "cost": cost["mean_per_task"],
         "budget": cost["budget"],
         "reward": cost["reward"]["formula"],
-        "pools": cost.get("pools"),  # sha256 of the training side the run was checked against
+        "pools": cost.get("pools"),
+        "level_settings": levels.as_dict(),  # sha256 of the training side the run was checked against
         "stops": _stops(cost),
         "sandbox": sandbox,
     }

@@ -48,8 +48,8 @@ def run(
     wrote, for the strategies that need it. ``protocol``: the label of the run's protocol (``grid.PROTOCOLS``),
     carried into every output. ``quiet``: progress lines go to the log file only.
     """
-    from promis_repro.agent.grpo import adapter_spec
     from promis_repro.agent.trained import load_trained
+    from promis_repro.agent.trl_agent import adapter_spec
     from promis_repro.data.leakage import TrainingSide
     from promis_repro.data.registry import evaluation_tasks
     from promis_repro.generation.registry import get_model
@@ -73,12 +73,14 @@ def run(
     trained = load_trained(strategy, trained_dir) if spec.trained else None
     if not spec.uses_rewriter:
         rewriter = None  # recorded as unused
-    rewriter_spec = None
+    rewriter_spec = generator_spec = None
     if spec.rewriter_adapter:
         if rewriter is None:
             raise UserError(f"strategy {strategy} needs the base rewriter model (--rewriter)")
-        rewriter_spec = adapter_spec(get_model(rewriter), trained_dir)
-    models = Models(model, rewriter, batch_size=batch_size, rewriter_spec=rewriter_spec)
+        rewriter_spec = adapter_spec(get_model(rewriter), trained_dir, strategy)
+    if spec.generator_adapter:  # the generator itself was fine-tuned (self_correct_rl)
+        generator_spec = adapter_spec(get_model(model), trained_dir, strategy)
+    models = Models(model, rewriter, batch_size=batch_size, rewriter_spec=rewriter_spec, generator_spec=generator_spec)
     started = time.perf_counter()
     trajectories, suites = run_strategy(
         strategy,

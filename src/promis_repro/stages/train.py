@@ -1,6 +1,6 @@
-"""Train stage: an agent (ppo, lpo, rl_rewriter) on the decontaminated MBPP train pool -> ``training.json``.
+"""Train stage: an agent (``grid.AGENTS``) on the decontaminated MBPP train pool -> ``training.json``.
 
-The agent's own files (policy, checkpoints, curves; the lpo state; the LoRA adapter) go into ``out``
+The agent's own files (policy, checkpoints, curves; the lpo state; the LoRA adapters) go into ``out``
 beside ``training.json``, which records the pools' sizes, the reward, the agent's result and provenance.
 """
 
@@ -88,9 +88,16 @@ def _rl_rewriter(run: _Run, timesteps: int | None, where: str) -> tuple[dict[str
     if timesteps is not None:
         values["max_steps"] = timesteps
     settings = from_mapping(GRPOSettings, values, f"{where}: grpo")
-    location, _ = weights_location(run.models.rewriter.spec)
+    location, revision = weights_location(run.models.rewriter.spec)
     result = train_rl_rewriter(
-        run.tools, run.models.call, location, run.train, run.out, settings, train_feedback=run.train_feedback
+        run.tools,
+        run.models.call,
+        location,
+        run.train,
+        run.out,
+        settings,
+        train_feedback=run.train_feedback,
+        revision=revision,
     )
     summary = {
         "grpo_settings": asdict(settings),
@@ -101,10 +108,30 @@ def _rl_rewriter(run: _Run, timesteps: int | None, where: str) -> tuple[dict[str
     return summary, f"rl_rewriter: {result['steps']} GRPO steps, adapter in {result['adapter']}"
 
 
+def _self_correct_rl(run: _Run, timesteps: int | None, where: str) -> tuple[dict[str, Any], str]:
+    from promis_repro.agent.self_correct_rl import SelfCorrectRLSettings, check_trainable, train_self_correct_rl
+    from promis_repro.generation.weights import weights_location
+
+    values = dict(run.settings.sections["self_correct_rl"])
+    if timesteps is not None:
+        values["max_steps"] = timesteps
+    settings = from_mapping(SelfCorrectRLSettings, values, f"{where}: self_correct_rl")
+    check_trainable(run.models.generator.spec)  # before its weights are fetched
+    location, revision = weights_location(run.models.generator.spec)
+    result = train_self_correct_rl(
+        run.tools, location, revision, run.train, run.out, settings, train_feedback=run.train_feedback
+    )
+    summary = {key: result[key] for key in ("fine_tunes", "formula", "steps", "mean_reward_first", "mean_reward_last")}
+    summary["self_correct_rl_settings"] = asdict(settings)
+    message = f"self_correct_rl: {result['steps']} training steps, generator adapter in {result['adapter']}"
+    return summary, message
+
+
 TRAINERS: dict[str, Callable[[_Run, int | None, str], tuple[dict[str, Any], str]]] = {
     "ppo": _ppo,
     "lpo": _lpo,
     "rl_rewriter": _rl_rewriter,
+    "self_correct_rl": _self_correct_rl,
 }
 if tuple(TRAINERS) != grid.AGENTS:  # every agent of the grid, and only those, can be trained
     raise RuntimeError(f"trainers {tuple(TRAINERS)} differ from grid.AGENTS {grid.AGENTS}")
@@ -137,7 +164,7 @@ def train(
     eval_benchmarks: list[str] | None = None,
     protocol: str = "ours",
 ) -> dict[str, Any]:
-    """Train ``agent`` (``timesteps``: PPO timesteps or GRPO steps) and write ``out/training.json``.
+    """Train ``agent`` (``timesteps``: PPO timesteps or the TRL agents' steps) and write ``out/training.json``.
 
     ``train_feedback``: ``visible`` trains under test-time conditions (feedback from the visible test
     only, reward from the held-out tests), ``all`` the paper's way. ``eval_benchmarks``: the benchmarks
@@ -149,12 +176,15 @@ def train(
     from promis_repro.data.split import DECONTAMINATED_BENCHMARKS
     from promis_repro.strategies.actions import Tools
     from promis_repro.strategies.feedback import check_train_feedback, no_visible_share
+    from promis_repro.strategies.registry import get_strategy
     from promis_repro.strategies.runner import Models
 
     if agent not in TRAINERS:
         raise UserError(f"unknown agent {agent!r}; known: {', '.join(TRAINERS)}")
     # ppo's action 2 and lpo's debugger/optimizer prompts call the rewriter; rl_rewriter trains it
-    if rewriter is None:
+    if not get_strategy(agent).uses_rewriter:
+        rewriter = None  # self_correct_rl trains the generator alone; recorded as unused
+    elif rewriter is None:
         raise UserError(f"agent {agent} needs a rewriter model (--rewriter)")
     check_train_feedback(train_feedback)
     check_protocol(protocol)

@@ -217,9 +217,13 @@ class EpisodeContext:
         """What the next action edits: the current prompt (compose) or the original (the public code)."""
         return current if self.config.compose else self.parts.text
 
-    def log(self, action: int | str, candidate: Candidate, **extra: Any) -> None:
+    def log(self, action: int | str, candidate: Candidate, reward: float | None = None, **extra: Any) -> None:
+        """One trajectory row. ``reward``: the step's reward as the caller computed it (the agent's
+        environment, on its reward tests); else it follows from the feedback, except that a ``multi``
+        reward, whose levels test-time feedback does not measure, is logged as null."""
         fb = candidate.feedback
-        reward = step_reward(self.tools.reward, fb.passed, fb.soft, self._previous_soft)
+        if reward is None and self.tools.reward.kind != "multi":
+            reward = step_reward(self.tools.reward, fb.passed, fb.soft, self._previous_soft)
         self._previous_soft = fb.soft
         self.trajectory.steps.append(
             {
@@ -231,7 +235,7 @@ class EpisodeContext:
                 "prompt": candidate.text,
                 "code": candidate.code,
                 "feedback": fb.as_dict(),
-                "reward": round(reward, 6),
+                "reward": None if reward is None else round(reward, 6),
                 "generator_calls": self.ledger.count("generator", budgeted_only=False),
                 # the calls that count against the budget so far (the budget curve's k)
                 "budget_calls": self.ledger.count("generator"),

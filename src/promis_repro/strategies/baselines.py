@@ -1,4 +1,4 @@
-"""direct, ga_only, rewrite_only, random_hybrid and self_correct."""
+"""direct, ga_only, rewrite_only, random_hybrid, self_correct (and its 2 turns, which self_correct_rl trains)."""
 
 from __future__ import annotations
 
@@ -88,8 +88,12 @@ def random_hybrid(ctx: EpisodeContext) -> Episode:
     return (yield from stepwise(ctx, lambda text, step, last_feedback: int(ctx.rng.integers(3))))
 
 
-def _follow_up_prompt(ctx: EpisodeContext, previous_code: str, instruction: str) -> tuple[ChatPrompt, str | None]:
-    """A second-turn prompt: chat history for instruct models, commented history for completion models."""
+def follow_up_prompt(ctx: EpisodeContext, previous_code: str, instruction: str) -> tuple[ChatPrompt, str | None]:
+    """A second-turn prompt: chat history for instruct models, commented history for completion models.
+
+    The chat extends the first turn's (``ctx.model_prompt``): system, user, the previous code as the
+    assistant's answer in a ```python block, ``instruction`` as the next user message.
+    """
     spec = ctx.tools.generator_spec
     first = ctx.model_prompt(ctx.parts.text)
     if spec.prompt_format == "completion":
@@ -115,12 +119,22 @@ def self_correct(ctx: EpisodeContext) -> Episode:
     ``self_correct_turns`` turns (default: the generator budget, as every strategy may use); SCoRe's
     own protocol is 2 turns (``self_correct_turns: 2``).
     """
+    return (yield from self_correct_turns(ctx, ctx.config.iterations(ctx.config.self_correct_turns)))
+
+
+def self_correct_twice(ctx: EpisodeContext) -> Episode:
+    """SCoRe's 2 turns, whatever ``self_correct_turns`` says: what ``self_correct_rl`` was trained on."""
+    return (yield from self_correct_turns(ctx, 2))
+
+
+def self_correct_turns(ctx: EpisodeContext, turns: int) -> Episode:
+    """Up to ``turns`` turns (the generator budget permitting): the prompt, then SCoRe's instruction after each."""
     candidate = yield from ctx.code(ctx.parts.text)
     ctx.log(0, candidate)
-    for _ in range(ctx.config.iterations(ctx.config.self_correct_turns) - 1):
+    for _ in range(turns - 1):
         if ctx.remaining("generator") <= 0:
             break
-        prompt, prefix = _follow_up_prompt(ctx, candidate.code, SELF_CORRECT_INSTRUCTION)
+        prompt, prefix = follow_up_prompt(ctx, candidate.code, SELF_CORRECT_INSTRUCTION)
         candidate = yield from ctx.code(ctx.parts.text, prompt=prompt, prefix=prefix)
         ctx.log("self_correct", candidate)
     # it sees no tests, so it never stops on a pass

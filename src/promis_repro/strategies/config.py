@@ -71,12 +71,14 @@ class StrategyConfig:
         return dataclasses.asdict(self)
 
 
-SECTIONS = ("ppo", "grpo")
+SECTIONS = ("ppo", "grpo", "self_correct_rl", "levels")
 
 
 @dataclass(frozen=True)
 class StrategyFile:
-    """A strategy settings file (``--config``): strategy keys, a ``reward:`` mapping, ``ppo:``/``grpo:`` sections."""
+    """A strategy settings file (``--config``): strategy keys, a ``reward:`` mapping, ``ppo:``/``grpo:``/
+    ``self_correct_rl:`` sections and ``levels:`` (how evaluation and the multi reward measure the levels:
+    ``evaluation/levels.py``)."""
 
     config: StrategyConfig
     reward: Any  # promis_repro.rewards.RewardConfig
@@ -85,6 +87,7 @@ class StrategyFile:
 
 def parse_strategy_file(values: dict[str, Any] | None, where: str = "strategy config") -> StrategyFile:
     """Split and check a strategy settings mapping; every error is one line naming ``where`` and the key."""
+    from promis_repro.evaluation.levels import level_settings
     from promis_repro.rewards import RewardConfig
 
     values = dict(values or {})
@@ -98,8 +101,9 @@ def parse_strategy_file(values: dict[str, Any] | None, where: str = "strategy co
     if not isinstance(reward_values, dict):
         raise UserError(f"{where}: reward must be a mapping")
     config = from_mapping(StrategyConfig, values, where)
+    levels = level_settings(sections["levels"], f"{where}: levels")
     try:
-        reward = RewardConfig(**reward_values)
+        reward = RewardConfig(**reward_values, levels=levels)
     except (TypeError, UserError) as exc:
         raise UserError(f"{where}: reward: {exc}") from None
     return StrategyFile(config, reward, sections)

@@ -18,12 +18,15 @@ import ast
 import re
 import warnings
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promis_repro.data.task import AssertTests, CallTests, StdioTests, Task, Tests
 from promis_repro.errors import UserError
 from promis_repro.evaluation.evaluator import evaluate_program, reference_test_count
 from promis_repro.grid import FEEDBACK_MODES, LEAKY_FEEDBACK
+
+if TYPE_CHECKING:
+    from promis_repro.evaluation.levels import LevelSettings, ReferenceProfile
 
 FEEDBACK_CHARS = 1200
 SELFGEN_TEMPLATE = (
@@ -57,6 +60,7 @@ class Feedback:
     n_passed: int
     status: str
     text: str
+    levels: dict[str, Any] | None = None  # the five levels on this suite, when asked for (the multi reward)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -93,19 +97,44 @@ class FeedbackSuite:
             tests = reference_test_count(task, tests)
         self.tests = tests if _has_tests(tests) else None
         self.leaky = mode == LEAKY_FEEDBACK
+        self._reference: ReferenceProfile | None = None  # the canonical solution on these tests, once measured
 
     @property
     def n_tests(self) -> int:
         return self.tests.count() if self.tests is not None else 0
 
-    def evaluate(self, code: str) -> Feedback:
+    def evaluate(self, code: str, levels: LevelSettings | None = None) -> Feedback:
+        """The program's result on these tests; with ``levels``, its five levels too (efficiency against the
+        task's canonical solution, measured once per suite; none for a public view, which has no solution)."""
         if self.tests is None:
             return NO_TESTS
         result = evaluate_program(self._task, code, self.tests)
         text = result.feedback()
         if len(text) > FEEDBACK_CHARS:
             text = text[:FEEDBACK_CHARS] + " ..."
-        return Feedback(result.passed, result.soft_pass, result.n_tests, result.n_passed, result.status, text)
+        scored = None
+        if levels is not None:
+            from promis_repro.evaluation.levels import program_levels
+
+            reference = self._reference_profile(levels)
+            tests = self.tests
+            scored = program_levels(
+                code, result, reference, levels, rerun=lambda: evaluate_program(self._task, code, tests)
+            )
+        return Feedback(result.passed, result.soft_pass, result.n_tests, result.n_passed, result.status, text, scored)
+
+    def _reference_profile(self, levels: LevelSettings) -> ReferenceProfile | None:
+        from promis_repro.evaluation.levels import reference_profile
+
+        solution = self._task.reference_solution
+        if solution is None or self.tests is None:
+            return None
+        if self._reference is None:
+            tests = self.tests
+            self._reference = reference_profile(
+                lambda: evaluate_program(self._task, solution, tests), levels.reference_repeats
+            )
+        return self._reference
 
     def describe(self) -> dict[str, Any]:
         shown: Any = None

@@ -1,8 +1,8 @@
 """Every strategy of the grid (``grid.STRATEGIES``) and how its episode function is made.
 
 An entry's ``make_episode`` takes what ``promis-repro train --agent NAME`` wrote, as
-``agent.trained.load_trained`` loads it (the lpo instruction, the PPO policy), or ``None`` for a
-strategy that needs no training.
+``agent.trained.load_trained`` loads it (the lpo instruction, the PPO policy, a LoRA adapter's
+directory), or ``None`` for a strategy that needs no training.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ class Strategy:
     uses_rewriter: bool = False
     trained: bool = False  # needs what ``promis-repro train --agent {name}`` wrote (``--trained DIR``)
     rewriter_adapter: bool = False  # its rewriter is the base rewriter with the adapter training wrote
+    # its generator is the base generator with the adapter training wrote: it alone changes the generator's weights
+    generator_adapter: bool = False
 
 
 def _untrained(function: EpisodeFunction) -> Callable[[Any], EpisodeFunction]:
@@ -51,6 +53,13 @@ _ENTRIES = (
     Strategy("lpo", lpo_episode, "direct generation with the trained instruction", True, trained=True),
     Strategy("self_correct", _untrained(baselines.self_correct), "SCoRe's second-turn self-correction"),
     Strategy(
+        "self_correct_rl",
+        _untrained(baselines.self_correct_twice),
+        "self_correct's 2 turns by the generator with its RL-trained LoRA adapter (it fine-tunes the generator)",
+        trained=True,
+        generator_adapter=True,
+    ),
+    Strategy(
         "rl_rewriter",
         _untrained(baselines.rewrite_only),
         "rewrite_only with the GRPO-trained rewriter adapter",
@@ -62,6 +71,8 @@ _ENTRIES = (
 STRATEGIES: dict[str, Strategy] = {entry.name: entry for entry in _ENTRIES}
 if tuple(STRATEGIES) != grid.STRATEGIES:  # the grid's vocabulary and this registry must name the same strategies
     raise RuntimeError(f"strategy registry {tuple(STRATEGIES)} differs from grid.STRATEGIES {grid.STRATEGIES}")
+if tuple(name for name, entry in STRATEGIES.items() if entry.generator_adapter) != grid.GENERATOR_TRAINING:
+    raise RuntimeError(f"generator_adapter strategies differ from grid.GENERATOR_TRAINING {grid.GENERATOR_TRAINING}")
 
 
 def get_strategy(name: str) -> Strategy:

@@ -35,17 +35,28 @@ log = logging.getLogger(__name__)
 
 
 class Models:
-    """The generator and the rewriter behind the cache (one instance when they are the same model)."""
+    """The generator and the rewriter behind the cache (one instance when they are the same model).
+
+    ``rewriter_spec``/``generator_spec``: the model with a trained adapter (``agent.trl_agent.adapter_spec``)
+    in place of the registry's ``rewriter``/``generator``.
+    """
 
     def __init__(
-        self, generator: str, rewriter: str | None, rewriter_spec: ModelSpec | None = None, **options: Any
+        self,
+        generator: str,
+        rewriter: str | None,
+        rewriter_spec: ModelSpec | None = None,
+        *,
+        generator_spec: ModelSpec | None = None,
+        **options: Any,
     ) -> None:
-        self.generator = CachedGenerator(get_model(generator), **options)
+        self.generator = CachedGenerator(generator_spec or get_model(generator), **options)
         self.rewriter = None
         if rewriter_spec is not None:
             self.rewriter = CachedGenerator(rewriter_spec, **options)
         elif rewriter is not None:
-            self.rewriter = self.generator if rewriter == generator else CachedGenerator(get_model(rewriter), **options)
+            shared = rewriter == generator and generator_spec is None  # never the generator's adapter as the rewriter
+            self.rewriter = self.generator if shared else CachedGenerator(get_model(rewriter), **options)
         for model in (self.generator, self.rewriter):
             if model is not None and model.spec.role == "embedder":
                 raise UserError(f"model {model.spec.name} is an embedder, not a text generator")
