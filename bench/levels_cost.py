@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-VERDICT_KEYS = ("status", "passed", "soft_pass", "passed_base", "soft_pass_base", "base", "plus", "outcomes")
+VERDICT_KEYS = ("status", "passed", "soft_pass", "passed_base", "soft_pass_base", "base", "plus", "outcomes", "error")
 
 
 def main() -> None:

@@ -34,11 +34,22 @@ base() {  # a local Debian 12 base image from Debian's own packages
     if ! podman image exists "$name"; then
         local rootfs mirror
         rootfs=$(mktemp -d)
-        mirror=$(grep -h -m1 -oE 'https?://[^ ]+/debian/?' /etc/apt/sources.list.d/* /etc/apt/sources.list 2>/dev/null \
-                 | head -1 || true)
-        debootstrap --variant=minbase bookworm "$rootfs" "${mirror:-http://deb.debian.org/debian}" >/dev/null
-        tar -C "$rootfs" -c . | podman import - "$name" >/dev/null
-        rm -rf "$rootfs"
+        # the machine's own Debian mirror: the first active `URIs:` (deb822) or `deb URL` line naming a
+        # .../debian archive (comments skipped: they may name a snapshot URL that is no archive root)
+        mirror=$(cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list /etc/apt/sources.list 2>/dev/null \
+                 | grep -v '^[[:space:]]*#' | grep -oE '^(URIs:|deb)[[:space:]]+(\[[^]]*\][[:space:]]+)?https?://[^ ]+/debian/?( |$)' \
+                 | grep -oE 'https?://[^ ]+' | head -1 || true)
+        mirror=${mirror:-http://deb.debian.org/debian}
+        # this runs inside $(...), where `set -e` does not reach: every failure exits by hand, so a failed
+        # debootstrap can never become an empty base image (podman would keep it and reuse it)
+        if ! debootstrap --variant=minbase bookworm "$rootfs" "$mirror" > "$rootfs.log" 2>&1; then
+            echo "image.sh: debootstrap of Debian 12 from $mirror failed: $(tail -1 "$rootfs.log")" >&2
+            rm -rf "$rootfs" "$rootfs.log"
+            exit 1
+        fi
+        [ -x "$rootfs/bin/sh" ] || { echo "image.sh: debootstrap left no /bin/sh in $rootfs" >&2; exit 1; }
+        tar -C "$rootfs" -c . | podman import - "$name" >/dev/null || { echo "image.sh: podman import failed" >&2; exit 1; }
+        rm -rf "$rootfs" "$rootfs.log"
     fi
     echo "$name"
 }

@@ -223,3 +223,39 @@ def test_grpo_reward_scores_code_by_softpass_or_by_its_multi_level_score(data_di
     suites = {}
     assert multi(suites, task, wrong) == pytest.approx(expected)
     assert multi(suites, task, task.reference_solution) > 0.9 and task.task_id in suites  # the suite is kept
+
+
+def test_suppression_comments_do_not_switch_findings_off():
+    code = "import os\nimport pickle\n\n\ndef f(x):\n    return pickle.loads(x)\n"
+    silenced = "# ruff: noqa\nimport os  # noqa: F401\nimport pickle  # nosec\n\n\ndef f(x):\n"
+    silenced += "    return pickle.loads(x)  # nosec\n"
+    plain, quiet = quality_parts(code, LevelSettings()), quality_parts(silenced, LevelSettings())
+    assert plain["lint"] < 1 and plain["security"] < 1
+    assert quiet["security"] == plain["security"] and quiet["lint"] < 1
+
+
+def test_top_level_scripts_have_their_complexity_measured():
+    body = "".join(f"if n == {i}:\n    print({i})\n" for i in range(12))
+    script = f"n = int(input())\n{body}"  # no function: a stdin/stdout program
+    assert quality_parts(script, LevelSettings(security=False))["complexity"] == pytest.approx(10 / 13)
+    spaced = "def f( x ):\n  y=x*2\n  return y\n"  # pycodestyle's whitespace and indentation rules count
+    assert quality_parts(spaced, LevelSettings(security=False))["lint"] == 0.0
+
+
+def test_a_missing_entry_point_still_executed_its_import(data_dir):
+    from promis_repro.data.registry import load_benchmark
+    from promis_repro.evaluation.evaluator import evaluate_program
+
+    task = load_benchmark("mbppplus", data_dir)[0]
+    renamed = task.reference_solution.replace(f"def {task.entry_point}(", "def renamed_function(")
+    result = evaluate_program(task, renamed)
+    assert result.status == "error" and not result.passed and result.executed  # the verdict stays an error
+
+
+def test_quality_options_need_levels(tmp_path):
+    from promis_repro.stages.evaluate import evaluate
+
+    with pytest.raises(UserError, match="need --levels"):
+        evaluate("mbppplus", tmp_path / "samples.jsonl", tmp_path / "out", max_complexity=5)
+    with pytest.raises(UserError, match="need --levels"):
+        evaluate("mbppplus", tmp_path / "samples.jsonl", tmp_path / "out", security=False)

@@ -15,9 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from strategy_fakes import FakeModels
 
 from promis_repro.data.registry import load_benchmark
+from promis_repro.io import sha256_of
 from promis_repro.progress import INTERVAL_ENV, LOGGER_NAME, Progress
 from promis_repro.strategies.config import StrategyConfig
 from promis_repro.strategies.runner import run_strategy
@@ -26,12 +28,17 @@ TINY = "smollm2-135m-instruct"
 STAMPED = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO promis_repro\.progress: "
 
 
-def _cli(*args: str, interval: float, **streams) -> subprocess.CompletedProcess[str]:
+HERE = Path(__file__).resolve().parent
+CLI = [sys.executable, "-m", "promis_repro.cli"]
+#: the CLI with the TRL agents' code score a non-zero fake, so that training moves the adapter
+NONZERO_REWARD_CLI = [sys.executable, str(HERE / "trl_nonzero_reward_cli.py")]
+
+
+def _cli(*args: str, interval: float, command: list[str] = CLI, **streams) -> subprocess.CompletedProcess[str]:
     """``promis-repro ARGS`` with progress lines due every ``interval`` seconds; output captured unless redirected."""
     env = {**os.environ, INTERVAL_ENV: str(interval)}
     streams = streams or {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
-    command = [sys.executable, "-m", "promis_repro.cli", *args]
-    return subprocess.run(command, text=True, env=env, timeout=600, **streams)
+    return subprocess.run([*command, *args], text=True, env=env, timeout=600, **streams)
 
 
 def _progress_lines(text: str, what: str) -> list[str]:
@@ -116,10 +123,10 @@ TRL_CONFIG = (
     "  checkpoint_every: 1\n"
     "self_correct_rl:\n  num_generations: 2\n  per_device_train_batch_size: 2\n  checkpoint_every: 1\n"
 )
-#: agent -> (its progress lines' unit, its history file)
+#: agent -> (its progress lines' unit, its history file, where its last step's adapter ends up)
 TRL_AGENTS = {
-    "rl_rewriter": ("GRPO steps", "grpo_history.json"),
-    "self_correct_rl": ("training steps", "self_correct_rl_history.json"),
+    "rl_rewriter": ("GRPO steps", "grpo_history.json", "adapter"),
+    "self_correct_rl": ("training steps", "self_correct_rl_history.json", "final_adapter"),
 }
 
 
@@ -132,34 +139,45 @@ def _train_args(agent: str, config: Path, out: Path, data_dir: Path) -> list[str
 
 def _comparable(out: Path, history_file: str) -> list[dict]:
     timing = {"step_time", "train_runtime", "train_samples_per_second", "train_steps_per_second"}
+    # and the closing row's train_loss: the Trainer's mean of the losses of the steps this process trained (a
+    # resumed one: those after its checkpoint); each step's own loss is compared
+    per_process = {"train_loss"}
     history = json.loads((out / history_file).read_text())["log_history"]
-    return [{k: v for k, v in row.items() if k not in timing} for row in history]
+    return [{k: v for k, v in row.items() if k not in timing | per_process} for row in history]
+
+
+def _lora(adapter: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(adapter / "adapter_model.safetensors")
 
 
 @pytest.mark.parametrize("agent", list(TRL_AGENTS))
 def test_sigkilled_trl_agent_training_resumes_from_its_checkpoint(data_dir, tmp_path, agent):
     """Resumed vs uninterrupted: the Trainer's log history (loss, grad norm, learning rate, rewards, entropy,
     token counts; self_correct_rl's turn scores and KLs: functions of the sampled completions, so of the restored
-    random states, data order and reward seeds) is identical, and so is the adapter. On this tiny setting every
-    reward is 0 (and self_correct_rl's KLs too: its adapter starts as the identity), so the gradient is 0 and the
-    adapter equals its initialisation in both runs: weights are compared but that comparison is weak; the
-    wall-clock fields (step_time, train_runtime, ...) differ and are not compared. A run killed after its final
-    checkpoint takes the adapter and the steps' history from it, without the Trainer's closing row."""
-    unit, history_file = TRL_AGENTS[agent]
+    random states, data order and reward seeds) is identical, and so are the last step's adapter (which moved:
+    restoring the adapter and the optimizer counts) and self_correct_rl's selection. The real scores are 0 on
+    this tiny setting (and self_correct_rl's KLs start at 0: its adapter starts as the identity), so the gradient
+    would be 0; the runs score code with a non-zero fake instead (``trl_nonzero_reward_cli.py``; selection keeps
+    the real tests). The wall-clock fields (step_time, train_runtime, ...) and the closing row's per-process
+    train_loss differ and are not compared. A run killed after its final checkpoint takes the adapter and the
+    steps' history from it, without the Trainer's closing row."""
+    unit, history_file, last_adapter = TRL_AGENTS[agent]
     config = tmp_path / "trl.yaml"
     config.write_text(TRL_CONFIG)
     # uninterrupted, with progress lines at most once an hour: only the first and the last
     whole = tmp_path / "whole"
     whole_log = tmp_path / "whole.log"
-    done = _cli("--log-file", str(whole_log), "--quiet", *_train_args(agent, config, whole, data_dir), interval=3600)
+    train_whole = _train_args(agent, config, whole, data_dir)
+    done = _cli("--log-file", str(whole_log), "--quiet", *train_whole, interval=3600, command=NONZERO_REWARD_CLI)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = _progress_lines(whole_log.read_text(), agent)
     assert [line.split(": ", 2)[2].split(",")[0] for line in lines] == [f"0/2 {unit} (0.0%)", f"2/2 {unit} (100.0%)"]
     # killed once its first checkpoint is complete, then rerun with the same arguments
     killed = tmp_path / "killed"
     log = tmp_path / "killed.log"
-    command = [sys.executable, "-m", "promis_repro.cli", "--log-file", str(log), "--quiet"]
-    command += _train_args(agent, config, killed, data_dir)
+    command = [*NONZERO_REWARD_CLI, "--log-file", str(log), "--quiet", *_train_args(agent, config, killed, data_dir)]
     env = {**os.environ, INTERVAL_ENV: "0"}
     process = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env
@@ -172,7 +190,8 @@ def test_sigkilled_trl_agent_training_resumes_from_its_checkpoint(data_dir, tmp_
     process.wait()
     assert json.loads(pointer.read_text())["step"] == 1
     assert not (killed / "adapter").exists(), "the run finished before it could be killed"
-    resumed = _cli("--log-file", str(log), "--quiet", *_train_args(agent, config, killed, data_dir), interval=0)
+    train_killed = _train_args(agent, config, killed, data_dir)
+    resumed = _cli("--log-file", str(log), "--quiet", *train_killed, interval=0, command=NONZERO_REWARD_CLI)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert resumed.stderr == ""  # --quiet: everything went to the log file
     text = log.read_text()
@@ -184,11 +203,22 @@ def test_sigkilled_trl_agent_training_resumes_from_its_checkpoint(data_dir, tmp_
     # finished: its checkpoints are discarded, so training it again trains (only an interrupted run resumes)
     assert not pointer.exists() and not (killed / "trainer").exists()
     assert _comparable(killed, history_file) == _comparable(whole, history_file)
-    from safetensors.torch import load_file
-
-    a = load_file(killed / "adapter" / "adapter_model.safetensors")
-    b = load_file(whole / "adapter" / "adapter_model.safetensors")
-    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    a, b = _lora(killed / last_adapter), _lora(whole / last_adapter)
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-7) for k in a)
+    # trained: LoRA starts with B = 0 (the update B·A is 0); both runs moved it
+    lora_b = [k for k in a if ".lora_B." in k]
+    assert lora_b and all(a[k].abs().max() > 0 for k in lora_b)
+    if agent == "self_correct_rl":  # the selection, too: every candidate's adapter and score, the chosen step
+        selection = json.loads((killed / "training.json").read_text())["selection"]
+        assert selection == json.loads((whole / "training.json").read_text())["selection"]
+        assert [c["step"] for c in selection["candidates"]] == [0, 1, 2]
+        best = max(selection["candidates"], key=lambda c: (c["soft_pass"], -c["step"]))
+        assert selection["selected_step"] == best["step"]
+        chosen = _lora(killed / "adapter")
+        if best["step"] == 0:  # the base generator won: a no-op adapter (B = 0), the last step's A
+            assert all((chosen[k] == 0).all() if k in lora_b else torch.equal(chosen[k], a[k]) for k in a)
+        else:
+            assert sha256_of(killed / "adapter" / "adapter_model.safetensors") == best["adapter_sha256"]
 
 
 def test_a_checkpoint_of_another_configuration_is_refused(tmp_path):

@@ -396,6 +396,28 @@ def test_patching_the_child_runtime_cannot_forge_assert_verdicts():
     assert_contained(result)
 
 
+HIDDEN_WORK = """
+import posix as _posix, time as _time
+_read, _write = _posix.pipe()
+if _posix.fork() == 0:  # a helper does the work; the program reads its answer and never waits for it
+    _ends = _time.process_time() + 0.6
+    while _time.process_time() < _ends:
+        pass
+    _posix.write(_write, b"x")
+    _time.sleep(60)
+_posix.read(_read, 1)
+"""
+
+
+def test_work_hidden_in_an_unwaited_child_still_counts():
+    """The efficiency level's CPU account covers the run's orphans (root: the supervisor is their subreaper;
+    user namespaces: the namespace's init reaps them): forking the work away does not make a program fast."""
+    plain, hidden = score(CORRECT), score(HIDDEN_WORK + CORRECT)
+    assert plain.passed and hidden.passed and hidden.executed
+    assert hidden.cpu_seconds >= plain.cpu_seconds + 0.5, (plain.cpu_seconds, hidden.cpu_seconds)
+    assert not sandbox_processes()  # and the helper is gone
+
+
 def test_printing_pass_does_not_pass():
     code = "def f(x):\n    print('PASS')\n    print('All tests passed')\n    return 0\n"
     assert_contained(score(code))

@@ -20,6 +20,7 @@ from promis_repro.agent.self_correct_rl import (
 )
 from promis_repro.data.registry import load_benchmark
 from promis_repro.generation.registry import get_model
+from promis_repro.io import sha256_of
 from promis_repro.rewards import RewardConfig
 from promis_repro.strategies.actions import Tools
 from promis_repro.strategies.baselines import SELF_CORRECT_INSTRUCTION
@@ -160,3 +161,87 @@ def test_the_two_turn_rollout_on_the_tiny_model(data_dir):
         assert out["kl2"][index] == pytest.approx(sum(ratio[second:]), abs=1e-3)
         assert out["kl1"][index] != 0.0 and math.isfinite(out["kl2"][index])
         assert 0.0 <= out["score1"][index] <= 1.0 and 0.0 <= out["score2"][index] <= 1.0
+
+
+def _checkpoint(directory, seed: int):
+    """A stand-in for a Trainer checkpoint: an adapter (one LoRA A and B) beside the Trainer's own files."""
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True)
+    generator = torch.Generator().manual_seed(seed)
+    weights = {name: torch.randn(2, 3, generator=generator) for name in ("m.q.lora_A.weight", "m.q.lora_B.weight")}
+    save_file(weights, directory / "adapter_model.safetensors", metadata={"format": "pt"})
+    (directory / "adapter_config.json").write_text("{}")
+    (directory / "optimizer.pt").write_text("not an adapter's")
+    return directory
+
+
+class _Killed(Exception):
+    pass
+
+
+def _selecting_run(out, scores: dict[int | None, float], scored: list, fail_at: int | None = None, ids=("511",)):
+    from promis_repro.agent.trl_agent import Selection, TRLRun, TRLSettings
+
+    def score(adapter):
+        step = 0 if adapter is None else int(adapter.name.split("-")[1])
+        if step == fail_at:
+            raise _Killed(f"killed while scoring step {step}")
+        scored.append(step)
+        return {"soft_pass": scores[step], "pass_rate": 0.0}
+
+    selection = Selection(score, list(ids), "a test's metric")
+    return TRLRun("self_correct_rl", "training steps", out, "id", TRLSettings(), "history.json", selection=selection)
+
+
+def test_selection_keeps_the_best_candidate_the_earliest_on_ties_and_resumes_after_a_kill(tmp_path):
+    from safetensors.torch import load_file
+
+    from promis_repro.agent.trl_agent import Candidates, select_adapter
+
+    out = tmp_path / "out"
+    candidates = Candidates(out)
+    for step in (1, 2, 3):
+        candidates.add(step, _checkpoint(tmp_path / f"checkpoint-{step}", step))
+    assert candidates.steps() == [1, 2, 3] and not (candidates.path(1) / "optimizer.pt").exists()
+    scores, scored = {0: 0.25, 1: 0.5, 2: 0.75, 3: 0.75}, []
+    # killed while scoring step 2: the scores so far are kept, a rerun scores only the rest
+    with pytest.raises(_Killed):
+        select_adapter(_selecting_run(out, scores, scored, fail_at=2), 3)
+    assert scored == [0, 1] and not (out / "adapter").exists()
+    result = select_adapter(_selecting_run(out, scores, scored), 3)
+    assert scored == [0, 1, 2, 3]
+    assert [(c["step"], c["soft_pass"]) for c in result["candidates"]] == [(0, 0.25), (1, 0.5), (2, 0.75), (3, 0.75)]
+    assert result["selected_step"] == 2 and not result["base_model_selected"]  # the tie goes to the earlier step
+    assert result["selection_soft_pass"] == 0.75 and result["n_tasks"] == 1
+    assert load_file(out / "adapter" / "adapter_model.safetensors").keys() == {"m.q.lora_A.weight", "m.q.lora_B.weight"}
+    assert (out / "adapter" / "adapter_model.safetensors").read_bytes() == (
+        candidates.path(2) / "adapter_model.safetensors"
+    ).read_bytes()
+    assert (out / "final_adapter" / "adapter_model.safetensors").read_bytes() == (
+        candidates.path(3) / "adapter_model.safetensors"
+    ).read_bytes()
+    assert result["candidates"][2]["adapter_sha256"] == sha256_of(candidates.path(2) / "adapter_model.safetensors")
+    # all scored: a rerun (killed before training.json) scores nothing again
+    select_adapter(_selecting_run(out, scores, scored), 3)
+    assert scored == [0, 1, 2, 3]
+    # other selection tasks, or a candidate trained again into other weights: scored again
+    select_adapter(_selecting_run(out, scores, scored, ids=("512",)), 3)
+    assert scored == [0, 1, 2, 3] * 2
+    candidates.add(3, _checkpoint(tmp_path / "checkpoint-3-again", 33))
+    select_adapter(_selecting_run(out, scores, scored, ids=("512",)), 3)
+    assert scored == [0, 1, 2, 3] * 2 + [3]
+    # the base generator wins: a no-op adapter (the last step's, its B zero) and the base model's selection recorded
+    scored.clear()
+    result = select_adapter(_selecting_run(out, {0: 0.5, 1: 0.5, 2: 0.5, 3: 0.5}, scored, ids=("513",)), 3)
+    assert result["selected_step"] == 0 and result["base_model_selected"]
+    chosen, final = (load_file(out / name / "adapter_model.safetensors") for name in ("adapter", "final_adapter"))
+    assert torch.equal(chosen["m.q.lora_A.weight"], final["m.q.lora_A.weight"])
+    assert not chosen["m.q.lora_B.weight"].any() and final["m.q.lora_B.weight"].any()
+    # a resumed run drops the candidates after its checkpoint (trained again); a fresh start drops all and the scores
+    candidates.keep_until(1)
+    assert candidates.steps() == [1] and candidates.scores_file.exists()
+    candidates.keep_until(0)
+    assert candidates.steps() == [] and not candidates.scores_file.exists()
+    with pytest.raises(RuntimeError, match="last candidate"):
+        select_adapter(_selecting_run(out, scores, scored), 3)

@@ -201,6 +201,11 @@ def test_self_correct_rl_trains_the_generator_and_runs_as_self_corrects_two_turn
     assert training["provenance"]["config"]["rewriter"] is None and "rewriter" not in training["provenance"]["model"]
     history = json.loads((agent / "self_correct_rl_history.json").read_text())["log_history"]
     assert {"self_correct/kl_turn1", "self_correct/kl_turn2", "self_correct/score_turn2", "reward"} <= set(history[0])
+    # selected on the selection pool: the base generator (step 0) and the one checkpoint, the best kept
+    selection = training["selection"]
+    assert [c["step"] for c in selection["candidates"]] == [0, 1] and selection["n_tasks"] == 1
+    assert training["selected_step"] == max(selection["candidates"], key=lambda c: (c["soft_pass"], -c["step"]))["step"]
+    assert (agent / "final_adapter" / "adapter_model.safetensors").exists() and not (agent / "trainer").exists()
     out = tmp_path / "run"
     ran = _cli("--quiet", "run", "--strategy", "self_correct_rl", "--model", TINY, "--benchmark", "mbppplus",
                "--trained", str(agent), "--limit", "2", "--out", str(out), *common)  # fmt: skip

@@ -89,6 +89,8 @@ class PromptEnv(gym.Env):
         self.observation_kind = observation
         self.truncation_is_terminal = truncation_is_terminal
         self.reward_suite: FeedbackSuite | None = None
+        # one reward suite per task for the whole training: the multi reward measures its canonical solution once
+        self._reward_suites: dict[str, FeedbackSuite] = {}
         self.max_steps = tools.config.max_steps
         self.action_space = gym.spaces.Discrete(3)
         size = observation_size(embeddings)
@@ -120,7 +122,11 @@ class PromptEnv(gym.Env):
         tools = replace(self.tools, seed=derive_seed(self.tools.seed, "episode", episode), _mutator=self.tools.mutator)
         draw = np.random.default_rng(derive_seed(self.tools.seed, "presentation", episode)).random()
         show_visible = self.train_feedback == "all" or draw >= self.no_visible_fraction
-        feedback_suite, self.reward_suite = training_suites(task, self.train_feedback, show_visible)
+        feedback_suite, reward_suite = training_suites(task, self.train_feedback, show_visible)
+        shared = feedback_suite is reward_suite  # ``all``: one suite for both
+        self.reward_suite = self._reward_suites.setdefault(task.task_id, reward_suite)
+        if shared:
+            feedback_suite = self.reward_suite
         presented = task if show_visible else without_visible_tests(task)
         position = index / len(self.tasks)
         return EpisodeContext(public_view(presented), editable_parts(presented), feedback_suite, tools, "ppo", position)

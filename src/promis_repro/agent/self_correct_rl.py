@@ -25,8 +25,10 @@ train_feedback)[1]``, as ``agent/grpo.py``'s reward: under ``--train-feedback al
 disabled: peft's ``disable_adapter()``). Log-probabilities at the sampling temperature (as TRL computes its
 own), without gradient: a sequence-level estimate of KL(pi_theta || pi_ref) from the sampled tokens, the
 KL-in-reward form of RLOO. The instruction tokens are not the policy's: they count in neither KL nor the
-loss. SCoRe's stage II keeps turn 1 close to the base model with the larger ``beta1`` (defaults: beta1 = 0.1,
-beta2 = 0.01, ours); ``alpha`` is CoCoS's improvement bonus (default 0: off).
+loss. The larger ``beta1`` keeps turn 1 close to the base model, as SCoRe constrains its first turn (its
+stage I; its stage II also rewards turn 1, which this form, the issue's, does not) (defaults: beta1 = 0.1,
+beta2 = 0.01, ours); ``alpha`` is CoCoS's improvement bonus (default 0: off). With alpha > 0 the bonus's
+``-alpha * s(y1)`` rewards a worse first turn, held back only by ``beta1 * KL1``: keep beta1 large then.
 
 **Optimisation**: TRL's GRPOTrainer with its experimental ``rollout_func`` (TRL 1.16's RLOOTrainer takes no
 rollout function): ``TwoTurnRollout`` samples both turns with the trainer's model, ``num_generations``
@@ -43,10 +45,18 @@ tokens); ``self_correct`` at test time shows the code extracted from turn 1 in a
 are the same text whenever turn 1 is one ```python block, as the system prompt asks; the log's
 ``self_correct/turn2_prompt_as_at_test`` is the share of episodes where they are.
 
-**No selection step**: PPO and LPO keep their best checkpoint on the selection pool; the TRL agents
-(``rl_rewriter`` and this one) keep the final adapter (the selection pool's size is recorded, unused).
-Checkpoints, resume after SIGKILL, progress lines and the adapter: ``agent/trl_agent.py``. Trainable: a
-causal chat (instruct) generator of the transformers backend; the paper's CodeT5+ (seq2seq) is not.
+**Selection** on the selection pool, as PPO and LPO select theirs (``rl_rewriter`` keeps its final
+adapter): the candidates are the adapter of every checkpoint (every ``checkpoint_every`` steps and the last
+step) and the base generator (step 0, no adapter). Each runs the strategy as at test time on the selection
+tasks (``self_correct_rl``'s episode: ``self_correct``'s 2 turns under the grid's ``visible`` feedback, the
+strategy file's decoding settings, the run's seed and its derivation per call), with the adapter merged
+over the generator by the test-time backend; its score is the mean SoftPass of each task's final (turn-2)
+code on the task's hidden tests: PPO's selection metric (``evaluate_policy``), whatever ``train_feedback``.
+The best wins, ties going to the earliest step; ``OUT/adapter`` is its adapter (when the base generator
+wins: a no-op adapter, the history's ``base_model_selected``), ``OUT/final_adapter`` the last step's.
+Candidates, the scores' record (a run killed while selecting resumes it), checkpoints, resume after SIGKILL,
+progress lines and the adapter: ``agent/trl_agent.py``. Trainable: a causal chat (instruct) generator of the
+transformers backend; the paper's CodeT5+ (seq2seq) is not.
 """
 
 from __future__ import annotations
@@ -60,13 +70,16 @@ from typing import Any
 from promis_repro.agent.env import check_training_tasks
 from promis_repro.agent.grpo import code_scorer
 from promis_repro.agent.trl_agent import (
+    Selection,
     TRLRun,
     TRLSettings,
     fine_tuning_problem,
     grpo_arguments,
     lora_config,
+    release_memory,
     run_identity,
     train_with_trl,
+    with_adapter,
 )
 from promis_repro.data.task import Task
 from promis_repro.errors import UserError
@@ -76,12 +89,17 @@ from promis_repro.generation.prompts import stop_strings
 from promis_repro.generation.registry import ModelSpec
 from promis_repro.strategies.actions import EpisodeContext, Tools
 from promis_repro.strategies.baselines import SELF_CORRECT_INSTRUCTION, follow_up_prompt
-from promis_repro.strategies.feedback import public_view, training_suites
+from promis_repro.strategies.engine import ModelCall, drive
+from promis_repro.strategies.feedback import FeedbackSuite, fixed_suite, public_view, training_suites
 from promis_repro.strategies.prompt_parts import editable_parts
 
 log = logging.getLogger(__name__)
 
 METRIC = "self_correct/"  # prefix of this agent's own entries in the Trainer's log rows
+SELECTION_METRIC = (
+    "mean SoftPass, on each selection task's hidden tests, of the final (turn-2) code of the self_correct_rl "
+    "strategy run as at test time (visible feedback); the base generator is step 0"
+)
 
 
 @dataclass(frozen=True)
@@ -365,6 +383,48 @@ def make_reward(settings: SelfCorrectRLSettings) -> Any:
     return self_correction
 
 
+def selection_score(tools: Tools, call_model: ModelCall, tasks: list[Task]) -> dict[str, float]:
+    """The ``self_correct_rl`` strategy on ``tasks`` as ``run`` runs it (``strategies/runner.py``) under
+    ``visible`` feedback, with ``tools``' generator: mean SoftPass and pass rate of the final codes on the
+    tasks' hidden tests (what PPO's selection measures)."""
+    from promis_repro.strategies.registry import get_strategy
+
+    function = get_strategy("self_correct_rl").make_episode(None)  # its episode needs nothing of training
+    episodes, ledgers = {}, {}
+    for index, task in enumerate(tasks):
+        suite, position = fixed_suite(task, "visible"), index / len(tasks)
+        ctx = EpisodeContext(public_view(task), editable_parts(task), suite, tools, "self_correct_rl", position)
+        episodes[task.task_id], ledgers[task.task_id] = function(ctx), ctx.ledger
+    results = drive(episodes, call_model, ledgers, tools.budget)
+    scored = [FeedbackSuite(t, "train", t.hidden_tests).evaluate(results[t.task_id].final_code) for t in tasks]
+    return {
+        "soft_pass": sum(result.soft for result in scored) / len(scored),
+        "pass_rate": sum(result.passed for result in scored) / len(scored),
+    }
+
+
+def selection(tools: Tools, tasks: list[Task], batch_size: int) -> Selection:
+    """How ``train_with_trl`` scores a candidate adapter (None: the base generator) on the selection ``tasks``:
+    the test-time backend with the adapter merged, loaded for that candidate alone."""
+    from promis_repro.strategies.runner import Models
+
+    check_training_tasks(tasks)
+    if not tasks:
+        raise UserError("self_correct_rl selects its adapter on the selection pool, but it has no task")
+
+    def score(adapter: Path | None) -> dict[str, float]:
+        spec = tools.generator_spec if adapter is None else with_adapter(tools.generator_spec, adapter)
+        models = Models(spec.name, None, generator_spec=spec, batch_size=batch_size)
+        candidate = Tools(spec, None, tools.config, tools.reward, tools.seed)
+        try:
+            return selection_score(candidate, models.call, tasks)
+        finally:
+            del models  # the next candidate loads its own
+            release_memory()
+
+    return Selection(score, [t.task_id for t in tasks], SELECTION_METRIC)
+
+
 def check_trainable(spec: ModelSpec) -> None:
     """Only a causal chat model of the transformers backend: TRL trains causal LMs, the two turns are a chat."""
     problem = fine_tuning_problem(spec)
@@ -377,17 +437,29 @@ def train_self_correct_rl(
     location: str,
     revision: str | None,
     train: list[Task],
+    selection_tasks: list[Task],
     out: Path,
     settings: SelfCorrectRLSettings,
     train_feedback: str = "visible",
+    batch_size: int = 32,
 ) -> dict[str, Any]:
-    """Train the generator's adapter (or resume from ``out``'s last checkpoint); writes ``out/adapter`` and
-    ``out/self_correct_rl_history.json``. ``location``/``revision``: the generator's weights (``weights_location``)."""
+    """Train the generator's adapter (or resume from ``out``'s last checkpoint), select it on
+    ``selection_tasks``; writes ``out/adapter`` (the selected), ``out/final_adapter`` and
+    ``out/self_correct_rl_history.json``. ``location``/``revision``: the generator's weights
+    (``weights_location``); ``batch_size``: the test-time backend's, for the selection runs."""
     check_trainable(tools.generator_spec)
     check_training_tasks(train)
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is experimental in TRL 1.16; we know
     identity = run_identity("self_correct_rl", settings, tools, train, train_feedback)
-    run = TRLRun("self_correct_rl", "training steps", out, identity, settings, "self_correct_rl_history.json")
+    run = TRLRun(
+        "self_correct_rl",
+        "training steps",
+        out,
+        identity,
+        settings,
+        "self_correct_rl_history.json",
+        selection=selection(tools, selection_tasks, batch_size),
+    )
     run.summary |= {
         "fine_tunes": "generator",
         "settings": asdict(settings),

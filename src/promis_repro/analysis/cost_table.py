@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 #: the table's keys (``local_benchmark_tasks`` is optional)
 REQUIRED_KEYS = (
     *("models", "strategy_calls", "overhead_seconds", "test_seconds", "evaluate_seconds_per_program"),
+    "levels_tools_seconds",
     *("benchmark_tasks", "pools", "training", "fixed_seconds", "fetch_seconds_per_billion_params"),
     *("data_split", "grid_seconds"),
 )
@@ -109,7 +110,11 @@ class TableModel:
         g, _ = self.calls(job.key["strategy"])
         programs = self.tasks(job.key["benchmark"]) * (1 + g)
         seconds = self.table["evaluate_seconds_per_program"].get(job.key["benchmark"], 1.0)
-        return self.startup("evaluate_cell", []) + programs * seconds
+        # the final samples' levels, as if every one passed (an upper bound): the quality tools, 2 x repeats - 1
+        # more runs (the canonical solution's repeats, the sample's reruns)
+        repeats = self.settings.reward.levels.reference_repeats
+        levels = self.tasks(job.key["benchmark"]) * (self.table["levels_tools_seconds"] + (2 * repeats - 1) * seconds)
+        return self.startup("evaluate_cell", []) + programs * seconds + levels
 
     def _pool(self, name: str, limit_key: str) -> int:
         limit = self.config["train"].get(limit_key)

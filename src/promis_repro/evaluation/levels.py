@@ -4,16 +4,21 @@ Every formula, as recorded in ``results.jsonl`` (``levels``) and averaged in ``m
 
 - ``syntax``     = 1 if ``ast.parse`` accepts the program, else 0.
 - ``execution``  = 1 if, in the sandbox, the module ran to the end of its import without an exception
-  (stdin/stdout programs, whose module is the whole program: one test case ran to its end), else 0.
+  (whether or not it defines the function the tests call; stdin/stdout programs, whose module is the
+  whole program: one test case ran to its end without an exception or a timeout), else 0.
 - ``tests``      = SoftPass: the fraction of hidden tests passed.
 - ``quality``    = the mean of the parts below, from real tools on the source text only (never run):
-    lint       = max(0, 1 - F / L), F = ruff findings of PEP 8 / pyflakes rules (E, W, F; lines of 79),
-                 L = non-blank lines;
-    complexity = min(1, max_complexity / C), C = the largest cyclomatic complexity of a block (radon);
+    lint       = max(0, 1 - F / L), F = ruff findings of PEP 8 / pyflakes rules (E, W, F with ruff's preview
+                 rules, which hold pycodestyle's whitespace and indentation checks; lines of 79), L = non-blank
+                 lines;
+    complexity = min(1, max_complexity / C), C = the largest cyclomatic complexity (radon) of a function,
+                 a method or the module's top-level code (a script without functions is measured too);
     maintain   = MI / 100, radon's maintainability index (0..100; docstrings count as comments);
     security   = 1 / (1 + S), S = bandit's findings weighted by severity (low 1, medium 2, high 3);
                  left out when security checks are off.
-  A tool that fails on a program gives ``quality`` null and a recorded reason.
+  Suppression comments (``# noqa``, ``# nosec``) are ignored: a program cannot switch its own findings off.
+  A tool that fails on a program gives ``quality`` null and a recorded reason. A program that does not
+  parse has no quality (null), so a cell's mean quality is over its parsable samples.
 - ``efficiency`` = (time + memory) / 2 with
     time   = min(1, (c_ref + tau) / (c + tau)), c = CPU seconds (user + system, the kernel's account)
              of the sandboxed runs of the program on the hidden tests: the median of ``reference_repeats``
@@ -21,8 +26,10 @@ Every formula, as recorded in ``results.jsonl`` (``levels``) and averaged in ``m
              solution on the same tests, in the same evaluation on the same machine; tau = ``time_floor``
              seconds, below which differences are noise;
     memory = min(1, m_ref / m), m and m_ref the medians of those runs' peak resident sets (kernel).
-  null where the program fails any hidden test (no credit for fast wrong code), where the task has no
-  canonical solution or it fails its own tests, or where the kernel's account is missing.
+  null where the program fails any hidden test (no credit for fast wrong code) or fails one on a rerun
+  (flaky), where the task has no canonical solution or it fails its own tests, or where the kernel's
+  account is missing. The account covers every process of the run (orphans the program forked are reaped
+  and counted), so work hidden in a child still counts. It is CPU time: a program that sleeps is not slower.
 
 The multi-objective score: M = sum over levels of w_level * level, a null level counting 0; the
 default weights are syntax 0.2, execution 0.3, tests 0.3, quality 0.1, efficiency 0.1.
@@ -120,7 +127,8 @@ def syntax_level(code: str) -> int:
 def _ruff_findings(code: str, line_length: int) -> int:
     from ruff.__main__ import find_ruff_bin
 
-    command = [find_ruff_bin(), "check", "--isolated", "--no-cache", "--output-format", "json"]
+    command = [find_ruff_bin(), "check", "--isolated", "--no-cache", "--preview", "--ignore-noqa"]
+    command += ["--output-format", "json"]
     command += ["--select", ",".join(LINT_RULES), "--line-length", str(line_length), "--stdin-filename", "sample.py"]
     done = subprocess.run([*command, "-"], input=code, capture_output=True, text=True, timeout=60, check=False)
     if done.returncode not in (0, 1):  # 1: findings
@@ -138,7 +146,7 @@ def _bandit_severity(code: str) -> int:
 
         path = Path(scratch) / "sample.py"
         path.write_text(code)
-        scanner = manager.BanditManager(config.BanditConfig(), "file", quiet=True)
+        scanner = manager.BanditManager(config.BanditConfig(), "file", quiet=True, ignore_nosec=True)
         scanner.discover_files([str(path)])
         scanner.run_tests()
         if scanner.skipped:
@@ -148,12 +156,17 @@ def _bandit_severity(code: str) -> int:
 
 def quality_parts(code: str, settings: LevelSettings) -> dict[str, float]:
     """The parts of ``quality`` (see the module's docstring); raises when a tool cannot read the program."""
-    from radon.complexity import cc_visit
     from radon.metrics import mi_visit
+    from radon.visitors import ComplexityVisitor
 
     lines = max(1, sum(1 for line in code.splitlines() if line.strip()))
     parts = {"lint": max(0.0, 1.0 - _ruff_findings(code, settings.line_length) / lines)}
-    complexity = max((block.complexity for block in cc_visit(code)), default=1)
+    visitor = ComplexityVisitor.from_code(code)
+    blocks = [visitor.complexity]  # the module's top-level code
+    for block in visitor.blocks:  # functions and classes; methods within their class
+        blocks.append(block.complexity)
+        blocks.extend(method.complexity for method in getattr(block, "methods", []))
+    complexity = max(blocks)
     parts["complexity"] = min(1.0, settings.max_complexity / max(1, complexity))
     parts["maintain"] = max(0.0, min(1.0, float(mi_visit(code, multi=True)) / 100.0))
     if settings.security:
@@ -175,8 +188,13 @@ class ReferenceProfile:
 
 
 def reference_profile(run: Callable[[], ProgramResult], repeats: int) -> ReferenceProfile:
-    """``run()`` (the canonical solution on the suite) ``repeats`` times; medians of its CPU time and memory."""
-    return usage_profile([run() for _ in range(repeats)])
+    """``run()`` (the canonical solution on the suite) ``repeats`` times; medians of its CPU time and memory.
+    A harness fault gives a profile with its reason (the task's efficiency is null), never a failed run."""
+    try:
+        return usage_profile([run() for _ in range(repeats)])
+    except Exception as exc:
+        log.exception("the canonical solution's runs failed")
+        return ReferenceProfile(reason=f"harness error on the canonical solution: {type(exc).__name__}: {exc}")
 
 
 def usage_profile(results: list[ProgramResult]) -> ReferenceProfile:
@@ -248,20 +266,39 @@ def program_levels(
             log.warning("quality tools failed on a program: %s", notes["quality"])
     else:
         notes["quality"] = "does not parse"
-    levels["quality"] = sum(quality.values()) / len(quality) if quality else None
-    measured = result
+    levels["quality"] = _mean(quality)
+    measured: ProgramResult | str = result
     if rerun is not None and result.passed and reference is not None and reference.reason is None:
-        profile = usage_profile([result, *(rerun() for _ in range(settings.reference_repeats - 1))])
-        if profile.reason is None:  # a rerun that failed (a flaky program) leaves the scoring run's account
-            measured = replace(result)
-            measured.cpu_seconds, measured.max_rss_bytes = profile.cpu_seconds, profile.max_rss_bytes
-    efficiency = efficiency_parts(measured, reference, settings)
+        measured = _median_usage(result, rerun, settings.reference_repeats)
+    efficiency = {"reason": measured} if isinstance(measured, str) else efficiency_parts(measured, reference, settings)
     if "reason" in efficiency:
         notes["efficiency"] = efficiency.pop("reason")
         levels["efficiency"] = None
     else:
         levels["efficiency"] = (efficiency["time"] + efficiency["memory"]) / 2
     return {**levels, "parts": {"quality": quality, "efficiency": efficiency}, "notes": notes}
+
+
+def _median_usage(result: ProgramResult, rerun: Callable[[], ProgramResult], repeats: int) -> ProgramResult | str:
+    """``result`` with the median resource use of it and ``repeats - 1`` reruns, or why there is none
+    (a rerun that fails: a flaky program gets no efficiency; a harness fault: logged, never raised)."""
+    try:
+        runs = [result, *(rerun() for _ in range(repeats - 1))]
+    except Exception as exc:
+        log.exception("an efficiency rerun failed")
+        return f"harness error on a rerun: {type(exc).__name__}: {exc}"
+    if not all(run.passed for run in runs):
+        return "fails a hidden test on a rerun (flaky)"
+    profile = usage_profile(runs)
+    if profile.reason is not None:
+        return profile.reason
+    measured = replace(result)
+    measured.cpu_seconds, measured.max_rss_bytes = profile.cpu_seconds, profile.max_rss_bytes
+    return measured
+
+
+def _mean(parts: dict[str, float]) -> float | None:
+    return sum(parts.values()) / len(parts) if parts else None
 
 
 def summarize_levels(rows: list[Mapping[str, Any]]) -> dict[str, Any] | None:

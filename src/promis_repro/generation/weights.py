@@ -27,9 +27,11 @@ log = logging.getLogger(__name__)
 
 
 def converted_dir(spec: ModelSpec) -> Path:
+    # a model with a trained adapter (``agent.trl_agent.with_adapter``) has its base model's weights
+    name = spec.extra.get("base_model", spec.name)
     gguf = spec.gguf_path()
-    key = hashlib.sha256(f"{spec.name}:{gguf.name}:{gguf.stat().st_size}".encode()).hexdigest()[:16]
-    return cache_root() / "models" / f"{spec.name}-{key}"
+    key = hashlib.sha256(f"{name}:{gguf.name}:{gguf.stat().st_size}".encode()).hexdigest()[:16]
+    return cache_root() / "models" / f"{name}-{key}"
 
 
 def convert_gguf(spec: ModelSpec) -> Path:

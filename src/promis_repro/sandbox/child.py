@@ -264,6 +264,7 @@ SYS_MOUNT_SETATTR = 442  # the same number on every architecture (the unified sy
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "ppc64le": 203, "s390x": 217, "riscv64": 41}
 PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_CHILD_SUBREAPER = 36
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 #: all the program sees of the machine's file system, read-only: the system's programs, libraries and
@@ -584,11 +585,16 @@ def run_call(job):
     try:
         with swallow_io():
             exec(compile(job["code"], "<solution>", "exec"), globals_)
+    except BaseException as exc:
+        emit({"load_error": describe(exc)})
+        return
+    emit({"loaded": True})  # the import ran to its end (the execution level), whatever it defined
+    try:
+        with swallow_io():
             fn = resolve_entry_point(globals_, job["entry_point"])
     except BaseException as exc:
         emit({"load_error": describe(exc)})
         return
-    emit({"loaded": True})
     record_time = job.get("record_time", False)
     for group_index in job["groups_to_run"]:
         group = job["groups"][group_index]
@@ -845,6 +851,15 @@ def namespace_init(run_dir, job, channels, status_fd):
             reaped, status = os.waitpid(-1, 0)
             if reaped == pid:
                 break
+        # then everything else the run left, killed and reaped here, before this process ends: so their CPU
+        # time and memory count in this process's children's account, which the supervisor reads
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(-1, signal.SIGKILL)  # in a PID namespace: every process of it but this one
+        while True:
+            try:
+                os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
         os.write(status_fd, str(os.waitstatus_to_exitcode(status)).encode())
         code = 0
     except BaseException as exc:
@@ -855,6 +870,18 @@ def namespace_init(run_dir, job, channels, status_fd):
             pass
     finally:
         os._exit(code)
+
+
+def _reap_children(timeout):
+    """Reap every child left (killed orphans of the run) until none is left or ``timeout`` seconds pass."""
+    ends = time.monotonic() + timeout
+    while time.monotonic() < ends:
+        try:
+            reaped, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if reaped == 0:
+            time.sleep(0.01)
 
 
 def supervise(run_dir, deadline):
@@ -872,6 +899,11 @@ def supervise(run_dir, deadline):
     status_fd = os.open(status_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     if userns:  # this supervisor is disposable: it joins the new user namespace itself
         enter_user_namespace(job["isolation"])
+    else:
+        # the run's orphans (a process the program forked and never waited for) come here, to be reaped
+        # after the kill below: their CPU time and memory then count in this process's children's account
+        # (under user namespaces the namespace's init reaps them, and this process reaps the init)
+        _check(_libc().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
     pid = os.fork()
     if pid == 0:
         if userns:
@@ -887,9 +919,13 @@ def supervise(run_dir, deadline):
     ready, _, _ = select.select([pidfd], [], [], deadline)
     timed_out = not ready
     _kill_leftovers(uid, pid)  # under user namespaces: the init, and with it the whole PID namespace
-    # the kernel's accounting of the run (the worker and every process it waited for; under user
-    # namespaces the init, which reaps the worker): the program cannot forge it
-    _, status, usage = os.wait4(pid, 0)
+    _, status = os.waitpid(pid, 0)
+    # every process the run started is dead by now (the kill above): reap the orphans that came here
+    _reap_children(timeout=5.0)
+    # the kernel's account of every process of the run this supervisor reaped, directly or through the
+    # processes it reaped (the worker, its orphans; the namespace's init and all it reaped): the program
+    # can neither forge it nor hide work in a child from it
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     code = os.waitstatus_to_exitcode(status)
     if userns:  # the worker's own status, as PID 1 reported it (none when the namespace was killed)
         with open(status_path) as handle:

@@ -64,6 +64,8 @@ def evaluate(
     ``quiet``: no progress bar. ``levels``: each row gets its five levels (``evaluation/levels.py``), with
     ``max_complexity`` and ``security`` (bandit on or off) for the quality level.
     """
+    if not levels and (max_complexity != 10 or not security):
+        raise UserError("--max-complexity and --no-security set the quality level: they need --levels")
     settings = LevelSettings(max_complexity=max_complexity, security=security) if levels else None
     rows, _, hashes, sandbox = _score(
         benchmark, Path(samples), data_dir, workers, import_header, not quiet, levels=settings
@@ -118,8 +120,8 @@ def evaluate_cell(
         "cost": cost["mean_per_task"],
         "budget": cost["budget"],
         "reward": cost["reward"]["formula"],
-        "pools": cost.get("pools"),
-        "level_settings": levels.as_dict(),  # sha256 of the training side the run was checked against
+        "pools": cost.get("pools"),  # sha256 of the training side the run was checked against
+        "level_settings": levels.as_dict(),
         "stops": _stops(cost),
         "sandbox": sandbox,
     }

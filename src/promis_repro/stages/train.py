@@ -36,6 +36,7 @@ class _Run:
     train_feedback: str  # strategies.feedback.TRAIN_FEEDBACK_MODES
     no_visible_fraction: float  # the evaluated benchmarks' share of tasks without a visible test
     protocol: str  # grid.PROTOCOLS
+    batch_size: int = 32  # the generation backend's (self_correct_rl's selection runs the strategy as at test time)
 
 
 def _lpo(run: _Run, timesteps: int | None, where: str) -> tuple[dict[str, Any], str]:
@@ -119,11 +120,25 @@ def _self_correct_rl(run: _Run, timesteps: int | None, where: str) -> tuple[dict
     check_trainable(run.models.generator.spec)  # before its weights are fetched
     location, revision = weights_location(run.models.generator.spec)
     result = train_self_correct_rl(
-        run.tools, location, revision, run.train, run.out, settings, train_feedback=run.train_feedback
+        run.tools,
+        location,
+        revision,
+        run.train,
+        run.selection,
+        run.out,
+        settings,
+        train_feedback=run.train_feedback,
+        batch_size=run.batch_size,
     )
-    summary = {key: result[key] for key in ("fine_tunes", "formula", "steps", "mean_reward_first", "mean_reward_last")}
+    keys = ("fine_tunes", "formula", "steps", "mean_reward_first", "mean_reward_last", "selection")
+    summary = {key: result[key] for key in keys}
+    summary["selected_step"] = result["selection"]["selected_step"]
+    summary["selection_soft_pass"] = result["selection"]["selection_soft_pass"]
     summary["self_correct_rl_settings"] = asdict(settings)
-    message = f"self_correct_rl: {result['steps']} training steps, generator adapter in {result['adapter']}"
+    message = (
+        f"self_correct_rl: {result['steps']} training steps, selected step {summary['selected_step']} "
+        f"(selection SoftPass {summary['selection_soft_pass']:.3f}), generator adapter in {result['adapter']}"
+    )
     return summary, message
 
 
@@ -200,7 +215,7 @@ def train(
     models = Models(model, rewriter, batch_size=batch_size)
     tools = Tools(models.generator.spec, models.rewriter.spec if models.rewriter else None, config, reward, seed)
     out = Path(out)
-    run = _Run(settings, models, tools, train_tasks, selection, out, train_feedback, share, protocol)
+    run = _Run(settings, models, tools, train_tasks, selection, out, train_feedback, share, protocol, batch_size)
     result, message = TRAINERS[agent](run, timesteps, config_path or "config")
     run_config: dict[str, Any] = {
         "command": "train",
