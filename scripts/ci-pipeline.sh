@@ -19,7 +19,7 @@ start=$(date +%s)
 $SNAKEMAKE "${TINY[@]}" -c2 --quiet rules
 log "tiny pipeline done in $(( $(date +%s) - start )) s"
 second=$($SNAKEMAKE "${TINY[@]}" -c2 2>&1)
-echo "$second" | grep -q "Nothing to be done" || { echo "$second"; echo "second invocation was not a no-op" >&2; exit 1; }
+grep -q "Nothing to be done" <<<"$second" || { echo "$second"; echo "second invocation was not a no-op" >&2; exit 1; }
 log "second invocation: nothing to be done"
 $SNAKEMAKE "${TINY[@]}" --report results/tiny/report.html
 .venv/bin/python - <<'PY'
@@ -126,13 +126,16 @@ submitted=$(grep -c "has been submitted with SLURM jobid" results/slurm-ci.log |
 # (finished jobs stay in scontrol for MinJobAge = 300 s; the comment names each job's rule)
 jobs=$(scontrol show job -o)
 for rule in run_cell train_agent; do
-    echo "$jobs" | grep "Comment=rule_${rule}_" | grep -q "Partition=gpu .*TresPerJob=gres:gpu:a100:1" \
+    # (here-strings, not `echo | grep -q`: under pipefail the writer's SIGPIPE would fail a match)
+    rule_jobs=$(grep "Comment=rule_${rule}_" <<<"$jobs" || true)
+    grep -q "Partition=gpu .*TresPerJob=gres:gpu:a100:1" <<<"$rule_jobs" \
         || { echo "rule $rule did not ask for the gpu partition and an A100" >&2; exit 1; }
 done
-if echo "$jobs" | grep -E "Comment=rule_(evaluate_cell|aggregate|data_split)" | grep -q "Partition=gpu "; then
+cpu_jobs=$(grep -E "Comment=rule_(evaluate_cell|aggregate|data_split)" <<<"$jobs" || true)
+if grep -q "Partition=gpu " <<<"$cpu_jobs"; then
     echo "a CPU rule went to the gpu partition" >&2
     exit 1
 fi
-grep -q "strategy_config" results/slurm-ci.log && ! echo "$jobs" | grep -q "Comment=rule_strategy_config" \
+grep -q "strategy_config" results/slurm-ci.log && ! grep -q "Comment=rule_strategy_config" <<<"$jobs" \
     || { echo "strategy_config was submitted to SLURM (it is a local rule)" >&2; exit 1; }
 log "SLURM cell done"

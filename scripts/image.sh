@@ -118,7 +118,11 @@ PY
 export_archive() {
     local out=${1:-promis-repro.tar}
     podman save --format docker-archive -o "$out" "$TAG"
-    tar -tf "$out" | grep -qx manifest.json || { echo "image.sh: $out is not a docker-archive" >&2; exit 1; }
+    # The listing is read whole first: in `tar | grep -q` grep quits at the first match and, under
+    # pipefail, tar's SIGPIPE fails the check on a perfectly good archive.
+    local listing
+    listing=$(tar -tf "$out")
+    grep -qx manifest.json <<<"$listing" || { echo "image.sh: $out is not a docker-archive" >&2; exit 1; }
     log "exported $out ($(du -h "$out" | cut -f1)); on the cluster: apptainer build promis-repro.sif docker-archive://$out"
 }
 
