@@ -77,6 +77,48 @@ def test_same_seed_same_output_whatever_the_batch(tiny_backend, mbppplus):
         max_new_tokens=48, temperature=0.8, top_p=0.9, seed=11))]  # fmt: skip
 
 
+@pytest.mark.parametrize("dtype", ["auto", "float32"])
+def test_continuous_batching_gives_each_prompt_what_it_gets_alone(monkeypatch, data_dir, dtype):
+    """Prompts of different lengths, long generations, rows leaving and joining mid-batch: every text is
+    the one its prompt gets alone, greedy and sampled, in bf16 (where the CPU has it) and in float32."""
+    import warnings
+
+    from promis_repro.generation.hf import TransformersGenerator
+
+    monkeypatch.setenv("PROMIS_REPRO_CPU_DTYPE", dtype)
+    spec = get_model(TINY)
+    backend = TransformersGenerator(spec, batch_size=6)
+    assert backend.model_id["compute_dtype"] == spec.compute_dtype("cpu") == backend.compute_dtype
+    prompts = [build_prompt(t, spec) for t in load_benchmark("humanevalplus", data_dir)[:6]]
+    for settings in (DecodingSettings(max_new_tokens=80), DecodingSettings(max_new_tokens=80, temperature=0.8, seed=5)):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message=".*past_key_values.*")  # the call path transformers 5.40 drops
+            together = [c.text for c in backend.generate(prompts, settings)]
+        backend.batch_size = 4  # two rows wait, and join as others finish
+        joined = [c.text for c in backend.generate(prompts[::-1], settings)][::-1]
+        backend.batch_size = 6
+        alone = [backend.generate([p], settings)[0].text for p in prompts[:3]]
+        assert together == joined and together[:3] == alone
+        assert len(set(together)) == len(together)
+
+
+def test_compute_dtype_is_part_of_the_identity(monkeypatch):
+    spec = get_model(TINY)
+    monkeypatch.setenv("PROMIS_REPRO_CPU_DTYPE", "float32")
+    assert spec.compute_dtype("cpu") == "float32" and spec.compute_dtype("cuda") == spec.dtype
+    as_float32 = spec.identity()
+    monkeypatch.setenv("PROMIS_REPRO_CPU_DTYPE", "bfloat16")
+    assert spec.compute_dtype("cpu") == "bfloat16"
+    if spec.compute_dtype() == "bfloat16":  # no GPU here: the cache key follows the CPU's precision
+        assert spec.identity() != as_float32
+    monkeypatch.setenv("PROMIS_REPRO_CPU_DTYPE", "float8")
+    with pytest.raises(UserError, match=rf"model {TINY}: cpu dtype 'float8' is not one of auto, float32, bfloat16"):
+        spec.compute_dtype("cpu")
+    # seq2seq models keep float32 on a CPU whatever the CPU has (their batched generate pads)
+    monkeypatch.setenv("PROMIS_REPRO_CPU_DTYPE", "auto")
+    assert get_model("codet5p-770m-py").compute_dtype("cpu") == "float32"
+
+
 def test_stops_at_the_closed_code_block(tiny_backend, mbppplus):
     spec = get_model(TINY)
     completion = tiny_backend.generate([build_prompt(mbppplus[1], spec)], DecodingSettings(max_new_tokens=200))[0]

@@ -86,9 +86,13 @@ class _GumbelSampler:
         self.device = device
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
+        return self.add_noise(scores, self.generators)
+
+    @staticmethod
+    def add_noise(scores: Any, generators: list[Any]) -> Any:
         import torch
 
-        uniform = torch.stack([torch.rand(scores.shape[-1], generator=g) for g in self.generators])
+        uniform = torch.stack([torch.rand(scores.shape[-1], generator=g) for g in generators])
         uniform = uniform.clamp_(1e-20, 1.0 - 1e-7)
         noise = (-torch.log(-torch.log(uniform))).to(scores.device, scores.dtype)
         return scores + noise
@@ -124,7 +128,8 @@ class TransformersGenerator:
         self.batch_size = batch_size
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         location, revision = weights_location(spec)
-        dtype = getattr(torch, spec.dtype) if self.device != "cpu" else torch.float32
+        self.compute_dtype = spec.compute_dtype("cpu" if self.device == "cpu" else "cuda")
+        dtype = getattr(torch, self.compute_dtype)
         started = time.monotonic()
         self.tokenizer = AutoTokenizer.from_pretrained(location, revision=revision)
         model_class = AutoModelForSeq2SeqLM if self.seq2seq else AutoModelForCausalLM
@@ -135,12 +140,18 @@ class TransformersGenerator:
             from peft import PeftModel
 
             self.model = PeftModel.from_pretrained(self.model, spec.extra["adapter"]).merge_and_unload().eval()
+        if not self.seq2seq and self.device == "cpu":
+            from promis_repro.generation.decoding import register_row_aligned_attention
+
+            self.model.set_attn_implementation(register_row_aligned_attention())
         if not self.seq2seq:
             self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        log.info("loaded %s in %.1fs on %s", spec.name, time.monotonic() - started, self.device)
+        seconds = time.monotonic() - started
+        log.info("loaded %s in %.1fs on %s (%s)", spec.name, seconds, self.device, self.compute_dtype)
         self.model_id = spec.identity()
+        self.model_id["compute_dtype"] = self.compute_dtype
 
     # -- prompts ---------------------------------------------------------------------------------
 
@@ -151,18 +162,14 @@ class TransformersGenerator:
 
     def generate(self, prompts: list[ChatPrompt], settings: DecodingSettings) -> list[Completion]:
         rendered = [self.render(p) for p in prompts]
-        lengths = [len(self.tokenizer(text, add_special_tokens=False).input_ids) for text in rendered]
-        order = sorted(range(len(prompts)), key=lambda i: lengths[i])
-        results: list[Completion | None] = [None] * len(prompts)
-        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        generated_tokens = 0
         started = time.monotonic()
-        for batch in tqdm(batches, desc=f"generate {self.spec.name}", leave=False, disable=len(batches) < 2):
-            for index, completion in zip(batch, self._generate_batch([rendered[i] for i in batch], settings)):
-                results[index] = completion
-                generated_tokens += completion.completion_tokens
+        if self.seq2seq:
+            completions = self._generate_seq2seq_batches(rendered, settings)
+        else:
+            completions = self._decode_causal(rendered, settings)
         seconds = time.monotonic() - started
         if prompts:
+            generated_tokens = sum(c.completion_tokens for c in completions)
             log.info(
                 "%s: %d completions, %d new tokens in %.1fs (%.1f tokens/s)",
                 self.spec.name,
@@ -171,12 +178,17 @@ class TransformersGenerator:
                 seconds,
                 generated_tokens / max(seconds, 1e-9),
             )
-        return [r for r in results if r is not None]
+        return completions
 
-    def _generate_batch(self, texts: list[str], settings: DecodingSettings) -> list[Completion]:
-        if not self.seq2seq:
-            return self._decode_causal(texts, settings)
-        return self._generate_seq2seq(texts, settings)
+    def _generate_seq2seq_batches(self, rendered: list[str], settings: DecodingSettings) -> list[Completion]:
+        lengths = [len(self.tokenizer(text).input_ids) for text in rendered]
+        order = sorted(range(len(rendered)), key=lambda i: lengths[i])
+        results: list[Completion | None] = [None] * len(rendered)
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        for batch in tqdm(batches, desc=f"generate {self.spec.name}", leave=False, disable=len(batches) < 2):
+            for index, completion in zip(batch, self._generate_seq2seq([rendered[i] for i in batch], settings)):
+                results[index] = completion
+        return [r for r in results if r is not None]
 
     def _processors(self, texts: list[str], settings: DecodingSettings) -> tuple[Any, _GumbelSampler | None]:
         from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
@@ -190,90 +202,71 @@ class TransformersGenerator:
             sampler = _GumbelSampler([row_seed(settings.seed, t) for t in texts], self.device)
         return processors, sampler
 
+    def _min_rows(self) -> int:
+        """Rows a CPU step needs for its matrix products to round as in any larger batch (measured here:
+        bf16 rounds alike from 2 rows, fp32 from 4). On a GPU nothing is promised: its kernels vary with
+        the batch anyway."""
+        if self.device != "cpu":
+            return 1
+        return 2 if self.compute_dtype == "bfloat16" else 4
+
+    def _eos_ids(self) -> set[int]:
+        configured = self.model.generation_config.eos_token_id
+        eos = set(configured) if isinstance(configured, list) else {configured, self.tokenizer.eos_token_id}
+        eos.discard(None)
+        return eos
+
     def _decode_causal(self, texts: list[str], settings: DecodingSettings) -> list[Completion]:
-        """Our own decoding loop: a row that has finished leaves the batch and its KV cache at once.
+        """Continuous batching (``generation/decoding.py``): a finished row leaves, a waiting prompt joins.
 
         ``model.generate`` keeps finished rows in the batch until the longest
-        one ends; with completions of very different lengths most of the
-        compute then goes to rows that are already done.
+        one ends, and pads prompts on the left, which moves a row's keys with
+        its batch mates; here neither happens, so a prompt's completion is the
+        one it gets alone.
         """
-        import torch
-        from transformers import DynamicCache
+        from promis_repro.generation.decoding import decode
 
         close_fence = self.spec.prompt_format == "instruct"
-        encoded = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        input_ids = encoded["input_ids"].to(self.device)
-        mask = encoded["attention_mask"].to(self.device)
+        prompt_ids = [self.tokenizer(text, add_special_tokens=False).input_ids for text in texts]
         processors, sampler = self._processors(texts, settings)
-        eos = (
-            set(self.model.generation_config.eos_token_id or [])
-            if isinstance(self.model.generation_config.eos_token_id, list)
-            else {self.model.generation_config.eos_token_id, self.tokenizer.eos_token_id}
+
+        def choose(logits: Any, rows: list[Any]) -> Any:
+            scores = processors(None, logits)
+            if sampler is not None:
+                # each row draws from its own generator, whatever rows share the step
+                scores = _GumbelSampler.add_noise(scores, [sampler.generators[row.index] for row in rows])
+            return scores.argmax(dim=-1)
+
+        def piece(token: int) -> str:
+            return self.tokenizer.decode([token], skip_special_tokens=True)
+
+        def stopped(text: str) -> bool:
+            return stop_position(text, settings.stop, close_fence) is not None
+
+        completions: list[Completion | None] = [None] * len(texts)
+        rows = decode(
+            self.model, prompt_ids, batch_size=self.batch_size, max_new_tokens=settings.max_new_tokens,
+            eos=self._eos_ids(), choose=choose, piece=piece, stopped=stopped, device=self.device,
+            min_rows=self._min_rows(),
+        )  # fmt: skip
+        progress = tqdm(
+            total=len(texts), desc=f"generate {self.spec.name}", leave=False, disable=len(texts) <= self.batch_size
         )
-        eos.discard(None)
-        rows = list(range(len(texts)))  # batch position -> prompt index
-        generated: list[list[int]] = [[] for _ in texts]
-        # decoded incrementally for the stop check (the final text is decoded whole)
-        running = [""] * len(texts)
-        finish = ["length"] * len(texts)
-        started = time.monotonic()
-        cache = DynamicCache()
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        step_input = input_ids
-        with torch.inference_mode():
-            for _ in range(settings.max_new_tokens):
-                # logits_to_keep=1: the prompt's forward pass projects only its last position onto the vocabulary
-                logits = self.model(
-                    input_ids=step_input, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                    use_cache=True, logits_to_keep=1,
-                ).logits[:, -1, :].float()  # fmt: skip
-                scores = processors(input_ids, logits)
-                if sampler is not None:
-                    scores = sampler(input_ids, scores)
-                next_tokens = scores.argmax(dim=-1)
-                keep = []
-                for position, token in enumerate(next_tokens.tolist()):
-                    row = rows[position]
-                    if token in eos:
-                        finish[row] = "eos"
-                        continue
-                    generated[row].append(token)
-                    running[row] += self.tokenizer.decode([token], skip_special_tokens=True)
-                    if stop_position(running[row], settings.stop, close_fence) is not None:
-                        finish[row] = "stop"
-                        continue
-                    keep.append(position)
-                if not keep:
-                    break
-                if len(keep) < len(rows):
-                    index = torch.tensor(keep, device=self.device)
-                    cache.batch_select_indices(index)
-                    mask, next_tokens = mask[index], next_tokens[index]
-                    rows = [rows[p] for p in keep]
-                    if sampler is not None:
-                        sampler.generators = [sampler.generators[p] for p in keep]
-                mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
-                positions = mask.sum(-1, keepdim=True) - 1
-                step_input = next_tokens[:, None]
-                input_ids = step_input
-        seconds = time.monotonic() - started
-        total = max(1, sum(len(g) for g in generated))
-        completions = []
-        for index, _text_in in enumerate(texts):
-            text = self.tokenizer.decode(generated[index], skip_special_tokens=True)
+        for row in rows:
+            text = self.tokenizer.decode(row.tokens, skip_special_tokens=True)
             cut = stop_position(text, settings.stop, close_fence)
             if cut is not None:
                 text = text[:cut]
-            completions.append(
-                Completion(
-                    text=text,
-                    prompt_tokens=int(encoded["attention_mask"][index].sum()),
-                    completion_tokens=count_tokens(self.tokenizer, text, len(generated[index])),
-                    seconds=seconds * len(generated[index]) / total,
-                    finish_reason=finish[index],
-                )
+            completions[row.index] = Completion(
+                text=text,
+                prompt_tokens=row.prompt_tokens,
+                completion_tokens=count_tokens(self.tokenizer, text, len(row.tokens)),
+                seconds=row.seconds,
+                finish_reason=row.finish,
             )
-        return completions
+            progress.update()
+        progress.close()
+        return [c for c in completions if c is not None]
 
     def _generate_seq2seq(self, texts: list[str], settings: DecodingSettings) -> list[Completion]:
         import torch

@@ -27,6 +27,7 @@ REGISTRY_FILE = Path(__file__).with_name("models.yaml")
 BACKENDS = ("transformers-causal", "transformers-seq2seq", "vllm", "sentence-transformers")
 PROMPT_FORMATS = ("instruct", "completion", "none")
 COMMIT = re.compile(r"[0-9a-f]{40}")
+CPU_DTYPES = ("auto", "float32", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -57,12 +58,36 @@ class ModelSpec:
     def identity(self) -> dict[str, str]:
         """What identifies the weights (cache keys and provenance)."""
         identity = {"name": self.name, "hub_id": self.hub_id, "revision": self.revision, "source": self.source}
+        if self.backend != "sentence-transformers":
+            # the same weights in another precision write other text: a cache entry is per precision
+            identity["compute_dtype"] = self.compute_dtype()
         if self.extra.get("adapter_sha256"):
             identity["adapter_sha256"] = self.extra["adapter_sha256"]
         if self.source == "gguf-package":
             identity["gguf_file"] = self.extra["gguf_file"]
             identity["package_version"] = _package_version(self.extra["gguf_package"])
         return identity
+
+    def compute_dtype(self, device: str | None = None) -> str:
+        """The precision the weights compute in on ``device`` (default: a GPU if there is one, else the CPU).
+
+        On a GPU, the registry's ``dtype``. On a CPU, ``$PROMIS_REPRO_CPU_DTYPE`` or the entry's
+        ``cpu_dtype`` (default ``auto``): a causal model computes in bfloat16 where the CPU has bf16
+        instructions (AVX512-BF16 or AMX), several times faster than float32 there and, with the
+        row-aligned decoding of ``generation/decoding.py``, still independent of the batch; float32
+        elsewhere, and always for seq2seq models (whose batched ``generate`` pads, which bf16 does
+        not forgive).
+        """
+        if device is None:
+            device = "cuda" if _cuda_available() else "cpu"
+        if device != "cpu" or self.backend == "vllm":
+            return self.dtype
+        choice = os.environ.get("PROMIS_REPRO_CPU_DTYPE") or self.extra.get("cpu_dtype", "auto")
+        if choice not in CPU_DTYPES:
+            raise UserError(f"model {self.name}: cpu dtype {choice!r} is not one of {', '.join(CPU_DTYPES)}")
+        if choice == "auto":
+            return "bfloat16" if self.backend == "transformers-causal" and cpu_has_bf16() else "float32"
+        return choice
 
     def gguf_path(self) -> Path:
         spec = importlib.util.find_spec(self.extra["gguf_module"])
@@ -75,6 +100,23 @@ class ModelSpec:
         if not path.exists():
             raise UserError(f"model {self.name}: {path} is missing from the installed package")
         return path
+
+
+@functools.cache
+def _cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bf16 matrix instructions (the kernel's cpuinfo flags)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def resolve_revision(hub_id: str, revision: str) -> str:
