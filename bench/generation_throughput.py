@@ -14,7 +14,7 @@ alone (batch independence, which the tests also pin).
 (what the evaluator keeps). Goals: today >= 150 useful tokens/s; warm rerun
 >= 50x faster than cold; every text the same whatever the batch.
 
-    .venv/bin/python bench/generation_throughput.py [--n 32] [--max-new-tokens 256]
+    .venv/bin/python bench/generation_throughput.py [--n 32] [--max-new-tokens 256] [--dtype float32]
 """
 
 from __future__ import annotations
@@ -83,6 +83,12 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=32)
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "float32", "bfloat16"],
+        help="today's CPU precision (auto: bf16 if the CPU has it)",
+    )
     args = parser.parse_args()
     generations = Path(tempfile.mkdtemp(prefix="bench-gen-"))
 
@@ -104,7 +110,7 @@ def main() -> None:
     os.environ["PROMIS_REPRO_CPU_DTYPE"] = "float32"
     previous_backend = TransformersGenerator(spec, batch_size=args.batch_size)
     previous_backend.model.set_attn_implementation("sdpa")  # as it was loaded before
-    os.environ.pop("PROMIS_REPRO_CPU_DTYPE")
+    os.environ["PROMIS_REPRO_CPU_DTYPE"] = args.dtype
     backend = TransformersGenerator(spec, batch_size=args.batch_size)
     tokenizer = backend.tokenizer
 

@@ -13,15 +13,19 @@ log() { echo "[ci-pipeline $(date +%T)] $*"; }
 DATA_DIR=$(cd "${PROMIS_REPRO_DATA_DIR:-../shared/data}" && pwd)
 TINY=(--configfile config/tiny.yaml --config "data_dir=$DATA_DIR")
 
-log "tiny pipeline, -c2"
+log "tiny pipeline, -c2, as README's main command runs it (progress lines, then the report)"
 rm -rf results/tiny
 start=$(date +%s)
-$SNAKEMAKE "${TINY[@]}" -c2 --quiet rules
+.venv/bin/promis-repro pipeline --report results/tiny/report.html -- "${TINY[@]}" -c2 | tee results/tiny-pipeline.out
 log "tiny pipeline done in $(( $(date +%s) - start )) s"
+# one progress line per finished job, each with an ETA
+finished=$(grep -cE "^\[[0-9]+:[0-9]{2}:[0-9]{2}\] [0-9]+/[0-9]+ jobs \([0-9]+%\)  .*  ETA " results/tiny-pipeline.out || true)
+total=$(grep -oE "[0-9]+/[0-9]+ jobs" results/tiny-pipeline.out | tail -1 | cut -d/ -f2 | cut -d' ' -f1)
+[ "$finished" -gt 0 ] && [ "$finished" -eq "$total" ] \
+    || { echo "expected one progress line per job ($total), got $finished" >&2; exit 1; }
 second=$($SNAKEMAKE "${TINY[@]}" -c2 2>&1)
 grep -q "Nothing to be done" <<<"$second" || { echo "$second"; echo "second invocation was not a no-op" >&2; exit 1; }
 log "second invocation: nothing to be done"
-$SNAKEMAKE "${TINY[@]}" --report results/tiny/report.html
 .venv/bin/python - <<'PY'
 # every table and figure the rules name is in the report, with its caption
 import yaml

@@ -47,10 +47,13 @@ def test_strategy_on_the_tiny_model(data_dir, models, strategy, benchmark, feedb
     trajectories, suites = run_strategy(
         strategy, tasks, models, seed=1, feedback=feedback, config=CONFIG, progress=False
     )
+    assert any(step["code"].strip() for trajectory in trajectories for step in trajectory.steps)
     for task, trajectory in zip(tasks, trajectories, strict=True):
         assert trajectory.steps, (strategy, task.task_id)
         assert trajectory.ledger.count("generator") <= CONFIG.max_generator_calls
-        assert trajectory.final_code.strip()
+        # the final solution is one the strategy generated (the tiny model may write no code for a task:
+        # an empty program is scored like any other)
+        assert trajectory.final_code in [step["code"] for step in trajectory.steps]
         # the final solution is scorable on the hidden tests, by the harness, after the strategy
         result = evaluate_program(task, trajectory.final_code)
         assert result.status in ("pass", "fail", "error", "timeout") and result.n_tests > 0

@@ -187,6 +187,15 @@ def _add_preparation_commands(sub: argparse._SubParsersAction) -> None:
     lock.add_argument("--out", default=None, help="lock file (default: models.lock.yaml beside the registry)")
     lock.set_defaults(stage="models:lock")
 
+    pipe = sub.add_parser(
+        "pipeline",
+        help="snakemake with one progress line per finished job, then the report: "
+        "promis-repro pipeline [--report FILE] -- SNAKEMAKE-ARGS",
+    )
+    pipe.add_argument("--report", default=None, metavar="FILE", help="write the HTML report here when the run succeeds")
+    pipe.add_argument("snakemake_args", nargs="*", metavar="SNAKEMAKE-ARGS", help="after --: snakemake's arguments")
+    pipe.set_defaults(stage="pipeline:pipeline")
+
     data = sub.add_parser("data", help="data preparation")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     split = data_sub.add_parser("split", help="build the decontaminated training and selection pools")

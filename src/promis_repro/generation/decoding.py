@@ -267,9 +267,9 @@ def row_aligned_attention(
     grouped heads differently), whose roundings depend on the longest row. So
     a decode step attends row by row over exactly that row's slots, with plain
     matrix products in float32; a prompt's prefill (always alone) is plain
-    SDPA. Row by row, these cost a third of SDPA's CPU kernel (bench/
-    generation_throughput.py: 44 vs 129 us a row and layer for SmolLM2-135M;
-    bf16 products of a new length each step are slower still, 238 us).
+    SDPA. Row by row, these cost a third of SDPA's CPU kernel (measured for
+    SmolLM2-135M, bench/RESULTS.md: 44 vs 129 us a row and layer; bf16
+    products of a new length each step are slower still, 238 us).
     """
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward

@@ -1,0 +1,99 @@
+"""The pipeline command: one progress line per finished Snakemake job with an ETA, then the report."""
+
+from __future__ import annotations
+
+import stat
+import sys
+
+import pytest
+
+from promis_repro.errors import UserError
+from promis_repro.stages import pipeline as pipeline_stage
+from promis_repro.workflow_progress import PipelineProgress, clock, describe
+
+# Snakemake 9's lines around two jobs, as it prints them (a rule block, then the job's end)
+SNAKEMAKE_LINES = """\
+Building DAG of jobs...
+Job stats:
+job             count
+------------  -------
+all                 1
+run_cell            1
+total               2
+
+[Wed Dec  2 15:20:01 2026]
+rule run_cell:
+    input: results/tiny/config/strategy.yaml
+    output: results/tiny/smollm2-135m-instruct/mbpp/direct/seed1/samples.jsonl
+    log: results/tiny/logs/run/smollm2-135m-instruct/mbpp/direct/seed1.log
+    jobid: 7
+    reason: Missing output files
+    wildcards: model=smollm2-135m-instruct, benchmark=mbpp, strategy=direct, variant=, seed=1
+    resources: tmpdir=/tmp
+[Wed Dec  2 15:20:09 2026]
+Finished jobid: 7 (Rule: run_cell)
+1 of 2 steps (50%) done
+[Wed Dec  2 15:20:09 2026]
+localrule all:
+    input: results/tiny/aggregate/cells.csv
+    jobid: 0
+    reason: Input files updated by another job
+    resources: tmpdir=/tmp
+[Wed Dec  2 15:20:09 2026]
+Finished jobid: 0 (Rule: all)
+2 of 2 steps (100%) done
+"""
+
+
+def test_one_line_per_finished_job_with_an_eta():
+    times = iter([0.0, 8.0, 12.0])
+    progress = PipelineProgress(now=lambda: next(times))
+    shown = [line for line in map(progress.read, SNAKEMAKE_LINES.splitlines()) if line]
+    assert shown == [
+        "[0:00:08] 1/2 jobs (50%)  run_cell smollm2-135m-instruct/mbpp/direct/seed1  ETA 0:00:08",
+        "[0:00:12] 2/2 jobs (100%)  all  ETA 0:00:00",
+    ]
+
+
+def test_clock_and_wildcards():
+    assert clock(0) == "0:00:00" and clock(3725.4) == "1:02:05" and clock(-3) == "0:00:00"
+    assert describe("agent=ppo, model=m, seed=2") == "m/ppo/seed2"
+    assert describe("model=m, benchmark=humanevalplus, strategy=epic, variant=-oracle, seed=1") == (
+        "m/humanevalplus/epic/-oracle/seed1"
+    )
+
+
+def fake_snakemake(tmp_path, body: str):
+    script = tmp_path / "snakemake"
+    script.write_text(f"#!{sys.executable}\nimport sys\n{body}\n")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return str(script)
+
+
+def test_pipeline_prints_progress_then_writes_the_report(tmp_path, monkeypatch, capsys):
+    body = f"""
+if "--report" in sys.argv:
+    open(sys.argv[sys.argv.index("--report") + 1], "w").write("<html>")
+    sys.exit(0)
+sys.stdout.write({SNAKEMAKE_LINES!r})
+"""
+    monkeypatch.setattr(pipeline_stage, "snakemake_command", lambda: fake_snakemake(tmp_path, body))
+    report = tmp_path / "report.html"
+    pipeline_stage.pipeline(["--configfile", "config/tiny.yaml", "-c2"], report=str(report))
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "promis-repro pipeline: --configfile config/tiny.yaml -c2"
+    assert [line.split("]", 1)[1] for line in out[1:3]] == [
+        " 1/2 jobs (50%)  run_cell smollm2-135m-instruct/mbpp/direct/seed1  ETA " + out[1].rsplit(" ", 1)[1],
+        " 2/2 jobs (100%)  all  ETA 0:00:00",
+    ]
+    assert out[3].startswith("pipeline done in ") and out[4] == f"report: {report}"
+    assert report.read_text() == "<html>"
+
+
+def test_a_failed_run_shows_snakemake_s_last_lines_and_writes_no_report(tmp_path, monkeypatch, capsys):
+    body = 'print("Error in rule run_cell:\\n    jobid: 7"); sys.exit(1)'
+    monkeypatch.setattr(pipeline_stage, "snakemake_command", lambda: fake_snakemake(tmp_path, body))
+    with pytest.raises(UserError, match=r"snakemake failed \(exit 1\)"):
+        pipeline_stage.pipeline(["-c1"], report=str(tmp_path / "report.html"))
+    assert "Error in rule run_cell:" in capsys.readouterr().err
+    assert not (tmp_path / "report.html").exists()
