@@ -89,6 +89,11 @@ def test_continuous_batching_gives_each_prompt_what_it_gets_alone(monkeypatch, d
     spec = get_model(TINY)
     backend = TransformersGenerator(spec, batch_size=6)
     assert backend.model_id["compute_dtype"] == spec.compute_dtype("cpu") == backend.compute_dtype
+    # the model's own attention outside decode() stays ordinary SDPA (a one-token prompt, a plain forward)
+    import torch
+
+    with torch.inference_mode():
+        assert backend.model(input_ids=torch.tensor([[1]])).logits.shape[:2] == (1, 1)
     prompts = [build_prompt(t, spec) for t in load_benchmark("humanevalplus", data_dir)[:6]]
     for settings in (DecodingSettings(max_new_tokens=80), DecodingSettings(max_new_tokens=80, temperature=0.8, seed=5)):
         with warnings.catch_warnings():
@@ -102,20 +107,24 @@ def test_continuous_batching_gives_each_prompt_what_it_gets_alone(monkeypatch, d
         assert len(set(together)) == len(together)
 
 
-def test_compute_dtype_is_part_of_the_identity(monkeypatch):
+def test_compute_dtype_keys_the_cache_but_not_the_weights_identity(monkeypatch):
     spec = get_model(TINY)
     monkeypatch.setenv("PROMIS_REPRO_CPU_DTYPE", "float32")
     assert spec.compute_dtype("cpu") == "float32" and spec.compute_dtype("cuda") == spec.dtype
-    as_float32 = spec.identity()
+    as_float32 = spec.generation_identity("cpu")
     monkeypatch.setenv("PROMIS_REPRO_CPU_DTYPE", "bfloat16")
     assert spec.compute_dtype("cpu") == "bfloat16"
-    if spec.compute_dtype() == "bfloat16":  # no GPU here: the cache key follows the CPU's precision
-        assert spec.identity() != as_float32
+    # another precision writes other text: another cache key; the weights' identity (provenance, resume
+    # checks of trained agents) stays what it was, whatever node a job lands on
+    assert spec.generation_identity("cpu") == {**as_float32, "compute_dtype": "bfloat16"}
+    assert "compute_dtype" not in spec.identity()
+    settings = DecodingSettings(max_new_tokens=8)
+    assert cache_key(as_float32, "p", settings) != cache_key(spec.generation_identity("cpu"), "p", settings)
     monkeypatch.setenv("PROMIS_REPRO_CPU_DTYPE", "float8")
     with pytest.raises(UserError, match=rf"model {TINY}: cpu dtype 'float8' is not one of auto, float32, bfloat16"):
         spec.compute_dtype("cpu")
-    # seq2seq models keep float32 on a CPU whatever the CPU has (their batched generate pads)
-    monkeypatch.setenv("PROMIS_REPRO_CPU_DTYPE", "auto")
+    # seq2seq models keep float32 on a CPU whatever is asked (their batched generate pads)
+    monkeypatch.setenv("PROMIS_REPRO_CPU_DTYPE", "bfloat16")
     assert get_model("codet5p-770m-py").compute_dtype("cpu") == "float32"
 
 

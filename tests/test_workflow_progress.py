@@ -97,3 +97,37 @@ def test_a_failed_run_shows_snakemake_s_last_lines_and_writes_no_report(tmp_path
         pipeline_stage.pipeline(["-c1"], report=str(tmp_path / "report.html"))
     assert "Error in rule run_cell:" in capsys.readouterr().err
     assert not (tmp_path / "report.html").exists()
+
+
+def test_group_jobs_and_checkpoints_each_get_their_line():
+    lines = """\
+[Wed Dec  2 15:20:01 2026]
+checkpoint split:
+    jobid: 3
+    wildcards: seed=1
+[Wed Dec  2 15:20:02 2026]
+group job cells (jobs in lexicogr. order):
+    [Wed Dec  2 15:20:02 2026]
+    rule run_cell:
+        jobid: 4
+        wildcards: model=m, benchmark=mbpp, strategy=direct, variant=, seed=1
+    [Wed Dec  2 15:20:02 2026]
+    rule evaluate_cell:
+        jobid: 5
+        wildcards: model=m, benchmark=mbpp, strategy=direct, variant=, seed=1
+Finished jobid: 3 (Rule: split)
+1 of 3 steps (33%) done
+Finished jobid: 4 (Rule: run_cell)
+Finished jobid: 5 (Rule: evaluate_cell)
+3 of 3 steps (100%) done
+"""
+    progress = PipelineProgress(now=lambda: 6.0, started=0.0)
+    shown = "\n".join(line for line in map(progress.read, lines.splitlines()) if line).splitlines()
+    assert [line.split("  ", 2)[1] for line in shown] == ["split seed1", "run_cell m/mbpp/direct/seed1",
+                                                           "evaluate_cell m/mbpp/direct/seed1"]  # fmt: skip
+    assert [line.split("] ")[1].split(" jobs")[0] for line in shown] == ["1/3", "2/3", "3/3"]
+
+
+def test_snakemake_quiet_is_refused(tmp_path):
+    with pytest.raises(UserError, match=r"snakemake argument --quiet: the pipeline command needs"):
+        pipeline_stage.pipeline(["--quiet", "rules", "-c1"])

@@ -15,9 +15,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-RULE_LINE = re.compile(r"^(?:local)?rule (\w+):\s*$")
+RULE_LINE = re.compile(r"^\s*(?:local)?(?:rule|checkpoint) (\w+):\s*$")
 JOBID_LINE = re.compile(r"^\s+jobid: (\d+)\s*$")
 WILDCARDS_LINE = re.compile(r"^\s+wildcards: (.*)$")
+TIMESTAMP_LINE = re.compile(r"^\s*\[\w{3} \w{3} +\d+ [\d:]+ \d{4}\]\s*$")
 FINISHED_LINE = re.compile(r"^Finished jobid: (\d+) \(Rule: (\w+)\)")
 STEPS_LINE = re.compile(r"^(\d+) of (\d+) steps \((?:\d+(?:\.\d+)?%)\) done")
 # wildcards shown, in this order, when a job has them (the rest add little to a progress line)
@@ -38,7 +39,7 @@ class PipelineProgress:
     jobs: dict[str, str] = field(default_factory=dict)  # jobid -> what the job is
     _rule: str | None = None
     _jobid: str | None = None
-    _finished: str | None = None
+    _finished: list[str] = field(default_factory=list)  # jobs finished since the last progress count
 
     def __post_init__(self) -> None:
         if self.started < 0:
@@ -46,7 +47,9 @@ class PipelineProgress:
 
     def read(self, line: str) -> str | None:
         line = line.rstrip("\n")
-        if match := RULE_LINE.match(line):
+        if TIMESTAMP_LINE.match(line):
+            self._rule = self._jobid = None  # a new block starts
+        elif match := RULE_LINE.match(line):
             self._rule, self._jobid = match.group(1), None
         elif (match := JOBID_LINE.match(line)) and self._rule:
             self._jobid = match.group(1)
@@ -54,11 +57,14 @@ class PipelineProgress:
         elif (match := WILDCARDS_LINE.match(line)) and self._jobid:
             self.jobs[self._jobid] = f"{self._rule} {describe(match.group(1))}"
         elif match := FINISHED_LINE.match(line):
-            self._finished = self.jobs.get(match.group(1), match.group(2))
-        elif (match := STEPS_LINE.match(line)) and self._finished is not None:
+            self._finished.append(self.jobs.get(match.group(1), match.group(2)))
+        elif (match := STEPS_LINE.match(line)) and self._finished:
+            # a group job reports its jobs' ends, then one count: a line for each of them
             done, total = int(match.group(1)), int(match.group(2))
-            what, self._finished = self._finished, None
-            return self.line(done, total, what)
+            first = done - len(self._finished) + 1
+            lines = [self.line(first + n, total, what) for n, what in enumerate(self._finished)]
+            self._finished = []
+            return "\n".join(lines)
         return None
 
     def line(self, done: int, total: int, what: str) -> str:

@@ -78,15 +78,9 @@ def _grow(buffer: Any, needed: int) -> Any:
     return torch.cat([buffer, pad], dim=-2)
 
 
-def _empty_rows(states: Any) -> Any:
-    """A buffer of no rows shaped like ``states`` (``[1, heads, length, head_dim]``), in float32.
-
-    float32 whatever the model computes in: ``row_aligned_attention`` multiplies
-    in float32, and converting a row's whole cache every step would cost more.
-    """
-    import torch
-
-    return states.new_zeros((0, states.shape[1], GROWTH, states.shape[-1]), dtype=torch.float32)
+def _empty_rows(states: Any, dtype: Any) -> Any:
+    """A buffer of no rows shaped like ``states`` (``[1, heads, length, head_dim]``), in ``dtype``."""
+    return states.new_zeros((0, states.shape[1], GROWTH, states.shape[-1]), dtype=dtype)
 
 
 def _append_row(buffer: Any, row: Any) -> Any:
@@ -95,17 +89,20 @@ def _append_row(buffer: Any, row: Any) -> Any:
     if row.shape[-2] > buffer.shape[-2]:
         buffer = _grow(buffer, row.shape[-2])
     padded = buffer.new_zeros((1, *buffer.shape[1:]))
-    padded[:, :, : row.shape[-2]] = row
+    padded[:, :, : row.shape[-2]] = row.to(buffer.dtype)
     return torch.cat([buffer, padded], dim=0)
 
 
 class RowAlignedCache(Cache):
     """The model's cache during decoding: per-row lengths, the layers' buffers aligned at slot 0."""
 
-    def __init__(self) -> None:
+    def __init__(self, device: Any, dtype: Any = None) -> None:
+        """``dtype``: the buffers' (None: the model's). float32 for ``row_aligned_attention``, which multiplies
+        in float32: converting a row's whole cache every step would cost more."""
         import torch
 
-        self.lengths = torch.zeros(0, dtype=torch.long)
+        self.dtype = dtype
+        self.lengths = torch.zeros(0, dtype=torch.long, device=device)
         self.span = 0  # the longest row's length: the slots the next step attends over (plus its own)
         super().__init__(layers=[])
 
@@ -114,7 +111,12 @@ class RowAlignedCache(Cache):
 
         if not self.layers:
             self.layers = [
-                RowAlignedLayer(self, _empty_rows(layer.keys), _empty_rows(layer.values)) for layer in prefilled.layers
+                RowAlignedLayer(
+                    self,
+                    _empty_rows(layer.keys, self.dtype or layer.keys.dtype),
+                    _empty_rows(layer.values, self.dtype or layer.values.dtype),
+                )
+                for layer in prefilled.layers
             ]
         self.lengths = torch.cat([self.lengths, self.lengths.new_tensor([length])])
         self.span = int(self.lengths.max())
@@ -167,6 +169,7 @@ def decode(
     stopped: Callable[[str], bool],
     device: Any,
     min_rows: int = 1,
+    row_aligned: bool = False,
 ) -> Iterator[Row]:
     """Decode every prompt, ``batch_size`` rows at a time; yields each row as it finishes.
 
@@ -178,6 +181,9 @@ def decode(
     ``choose(logits, rows)`` turns a step's ``[rows, vocab]`` float logits into
     the next tokens (greedy or seeded sampling); ``piece(token)`` is a token's
     text and ``stopped(text)`` says whether a row's text has reached its end.
+    ``row_aligned``: the model attends with ``row_aligned_attention`` (switched
+    to ``ROW_ALIGNED``; the CPU); otherwise its own attention reads the cache
+    with the padding mask (a GPU: no batch independence promised there).
     """
     import torch
 
@@ -186,7 +192,8 @@ def decode(
         return
     waiting = list(range(len(prompt_ids)))[::-1]
     rows: list[Row] = []
-    cache = RowAlignedCache()
+    cache = RowAlignedCache(device, torch.float32 if row_aligned else None)
+    flags = {"row_aligned": True} if row_aligned else {}
     next_tokens: Any = None
     prefill = functools.partial(_prefill, model, device=device)
 
@@ -206,6 +213,7 @@ def decode(
         logits = torch.cat(pending_logits) if pending_logits else None
         while rows:
             # a row's next token: from its prefill (new rows) or from the last step (the others)
+            started = time.monotonic()
             next_tokens = choose(logits, rows)
             keep = []
             for position, token in enumerate(next_tokens.tolist()):
@@ -221,6 +229,9 @@ def decode(
                 if len(row.tokens) >= max_new_tokens:
                     continue
                 keep.append(position)
+            share = (time.monotonic() - started) / len(rows)
+            for row in rows:
+                row.seconds += share
             for position in range(len(rows)):
                 if position not in keep:
                     yield rows[position]
@@ -241,7 +252,7 @@ def decode(
                 mask, positions = cache.step_inputs()
                 step_logits = model(
                     input_ids=next_tokens[:, None], attention_mask=mask, position_ids=positions, cache=cache,
-                    use_cache=True, logits_to_keep=1,
+                    use_cache=True, logits_to_keep=1, **flags,
                 ).logits[:step_rows, -1, :].float()  # fmt: skip
                 cache.advance()
                 if ballast:
@@ -274,7 +285,9 @@ def row_aligned_attention(
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    if query.shape[2] != 1:
+    # only decode() steps over a RowAlignedCache (which pass row_aligned=True) go row by row; anything else
+    # (a prompt's prefill, a plain forward or generate on this model) is ordinary SDPA
+    if not kwargs.pop("row_aligned", False):
         return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
     if attention_mask is None:
         lengths = [key.shape[2]] * query.shape[0]
@@ -284,7 +297,7 @@ def row_aligned_attention(
     scale = scaling if scaling is not None else dim**-0.5
     # query heads grouped by the key/value head they share (head h reads kv head h // group), scaled once
     grouped = (query[:, :, 0].float() * scale).reshape(query.shape[0], kv_heads, heads // kv_heads, dim)
-    keys, values = key.transpose(2, 3), value  # the cache keeps them in float32 (RowAlignedLayer)
+    keys, values = key.float().transpose(2, 3), value.float()  # no-ops: RowAlignedCache keeps float32 here
     outputs = []
     for row, length in enumerate(lengths):
         weights = torch.softmax(torch.bmm(grouped[row], keys[row, :, :, :length]), dim=-1)

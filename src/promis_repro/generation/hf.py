@@ -150,8 +150,7 @@ class TransformersGenerator:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         seconds = time.monotonic() - started
         log.info("loaded %s in %.1fs on %s (%s)", spec.name, seconds, self.device, self.compute_dtype)
-        self.model_id = spec.identity()
-        self.model_id["compute_dtype"] = self.compute_dtype
+        self.model_id = spec.generation_identity("cpu" if self.device == "cpu" else "cuda")
 
     # -- prompts ---------------------------------------------------------------------------------
 
@@ -247,7 +246,7 @@ class TransformersGenerator:
         rows = decode(
             self.model, prompt_ids, batch_size=self.batch_size, max_new_tokens=settings.max_new_tokens,
             eos=self._eos_ids(), choose=choose, piece=piece, stopped=stopped, device=self.device,
-            min_rows=self._min_rows(),
+            min_rows=self._min_rows(), row_aligned=self.device == "cpu",
         )  # fmt: skip
         progress = tqdm(
             total=len(texts), desc=f"generate {self.spec.name}", leave=False, disable=len(texts) <= self.batch_size

@@ -56,11 +56,9 @@ class ModelSpec:
             )
 
     def identity(self) -> dict[str, str]:
-        """What identifies the weights (cache keys and provenance)."""
+        """What identifies the weights (provenance, checkpoints' resume checks; ``generation_identity`` adds the
+        precision for cache keys). Not the machine: a job requeued on another kind of node still resumes."""
         identity = {"name": self.name, "hub_id": self.hub_id, "revision": self.revision, "source": self.source}
-        if self.backend != "sentence-transformers":
-            # the same weights in another precision write other text: a cache entry is per precision
-            identity["compute_dtype"] = self.compute_dtype()
         if self.extra.get("adapter_sha256"):
             identity["adapter_sha256"] = self.extra["adapter_sha256"]
         if self.source == "gguf-package":
@@ -82,12 +80,19 @@ class ModelSpec:
             device = "cuda" if _cuda_available() else "cpu"
         if device != "cpu" or self.backend == "vllm":
             return self.dtype
+        if self.backend != "transformers-causal":
+            return "float32"
         choice = os.environ.get("PROMIS_REPRO_CPU_DTYPE") or self.extra.get("cpu_dtype", "auto")
         if choice not in CPU_DTYPES:
             raise UserError(f"model {self.name}: cpu dtype {choice!r} is not one of {', '.join(CPU_DTYPES)}")
         if choice == "auto":
-            return "bfloat16" if self.backend == "transformers-causal" and cpu_has_bf16() else "float32"
+            return "bfloat16" if cpu_has_bf16() else "float32"
         return choice
+
+    def generation_identity(self, device: str | None = None) -> dict[str, str]:
+        """The identity plus the precision the weights compute in: the same weights in another precision
+        write other text, so a generation cache entry (and a run's record of its model) is per precision."""
+        return {**self.identity(), "compute_dtype": self.compute_dtype(device)}
 
     def gguf_path(self) -> Path:
         spec = importlib.util.find_spec(self.extra["gguf_module"])

@@ -33,7 +33,7 @@ class CachedGenerator:
         self.cache = cache or GenerationCache()
         self.options = options
         self._backend: Any = None
-        self.model_id = spec.identity()
+        self.model_id = spec.generation_identity()
 
     @property
     def backend(self) -> Any:

@@ -33,7 +33,7 @@ class VllmGenerator:
         spec.require_pinned()
         self.llm = vllm.LLM(model=spec.hub_id, revision=spec.revision, dtype=spec.dtype, **engine_args)
         self.tokenizer = self.llm.get_tokenizer()
-        self.model_id = spec.identity()
+        self.model_id = spec.generation_identity("cuda")
 
     def render(self, prompt: ChatPrompt) -> str:
         return render_prompt(self.tokenizer, prompt, seq2seq=False)

@@ -31,6 +31,10 @@ def snakemake_command() -> str:
 
 
 def pipeline(snakemake_args: list[str], report: str | None = None) -> None:
+    quiet = [arg for arg in snakemake_args if arg in ("-q", "--quiet") or arg.startswith("--quiet=")]
+    if quiet:
+        # Snakemake's --quiet removes the very lines the progress is read from
+        raise UserError(f"snakemake argument {quiet[0]}: the pipeline command needs Snakemake's progress lines")
     command = [snakemake_command(), *snakemake_args]
     print(f"promis-repro pipeline: {' '.join(command[1:])}", flush=True)
     progress = PipelineProgress()
