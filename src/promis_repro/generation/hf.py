@@ -128,7 +128,8 @@ class TransformersGenerator:
         self.batch_size = batch_size
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         location, revision = weights_location(spec)
-        self.compute_dtype = spec.compute_dtype("cpu" if self.device == "cpu" else "cuda")
+        device_kind = "cpu" if self.device == "cpu" else "cuda"
+        self.compute_dtype = spec.compute_dtype(device_kind)
         dtype = getattr(torch, self.compute_dtype)
         started = time.monotonic()
         self.tokenizer = AutoTokenizer.from_pretrained(location, revision=revision)
@@ -150,7 +151,7 @@ class TransformersGenerator:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         seconds = time.monotonic() - started
         log.info("loaded %s in %.1fs on %s (%s)", spec.name, seconds, self.device, self.compute_dtype)
-        self.model_id = spec.generation_identity("cpu" if self.device == "cpu" else "cuda")
+        self.model_id = spec.generation_identity(device_kind)
 
     # -- prompts ---------------------------------------------------------------------------------
 
@@ -180,7 +181,7 @@ class TransformersGenerator:
         return completions
 
     def _generate_seq2seq_batches(self, rendered: list[str], settings: DecodingSettings) -> list[Completion]:
-        lengths = [len(self.tokenizer(text).input_ids) for text in rendered]
+        lengths = [len(self.tokenizer(text, add_special_tokens=False).input_ids) for text in rendered]
         order = sorted(range(len(rendered)), key=lambda i: lengths[i])
         results: list[Completion | None] = [None] * len(rendered)
         batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
