@@ -132,18 +132,72 @@ def cell_feedback(wildcards):
     return modes[wildcards.variant]
 
 
-def cell_inputs(wildcards):
-    inputs = {
+def run_inputs(model):
+    return {
         "strategy_config": f"{RESULTS}/config/strategy.yaml",
         # the guard's training side: a cell never runs on a task the agents trained or were selected on
         "pools": f"{RESULTS}/data/decontamination.json",
-        "generator": model_record(wildcards.model),
+        "generator": model_record(model),
         "rewriter": model_record(config["rewriter"]),
     }
+
+
+def agent_record(strategy, model, seed):
+    return f"{RESULTS}/{grid.agent_path(strategy, model, seed)}/training.json"
+
+
+def group_dir(wildcards):
+    """The staged cells of a cell's (or a group's) model x benchmark x seed."""
+    group = grid.GROUP_TEMPLATE.format(**dict(wildcards.items()))
+    return f"{RESULTS}/{group}"
+
+
+def cell_inputs(wildcards):
+    inputs = run_inputs(wildcards.model)
     if wildcards.strategy in grid.AGENTS:
-        agent = grid.agent_path(wildcards.strategy, wildcards.model, wildcards.seed)
-        inputs["agent"] = f"{RESULTS}/{agent}/training.json"
+        inputs["agent"] = agent_record(
+            wildcards.strategy, wildcards.model, wildcards.seed
+        )
+    if config["group_cells"]:
+        inputs["group"] = f"{group_dir(wildcards)}/group.json"
     return inputs
+
+
+def adopt_arg(wildcards):
+    """``--adopt STAGED``: the cell as its group job ran it, when the grid runs groups."""
+    if not config["group_cells"]:
+        return ""
+    return f"--adopt {group_dir(wildcards)}/{wildcards.strategy}"
+
+
+def group_strategies(wildcards):
+    return [s for s in config["strategies"] if grid_has(s, wildcards.model)]
+
+
+def group_inputs(wildcards):
+    inputs = run_inputs(wildcards.model)
+    for strategy in group_strategies(wildcards):
+        if strategy in grid.AGENTS:
+            inputs[f"agent_{strategy}"] = agent_record(
+                strategy, wildcards.model, wildcards.seed
+            )
+    return inputs
+
+
+def group_trained_arg(wildcards, input):
+    pairs = [
+        f"{strategy}={os.path.dirname(input[f'agent_{strategy}'])}"
+        for strategy in group_strategies(wildcards)
+        if strategy in grid.AGENTS
+    ]
+    return f"--trained {' '.join(pairs)}" if pairs else ""
+
+
+def group_cell_names(wildcards):
+    return " ".join(
+        f"{strategy}={RESULTS}/{grid.cell_path(wildcards.model, wildcards.benchmark, strategy, wildcards.seed, wildcards.variant)}"
+        for strategy in group_strategies(wildcards)
+    )
 
 
 def trained_arg(wildcards, input):

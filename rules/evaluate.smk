@@ -23,6 +23,7 @@ rule evaluate_cell:
         sandbox=SANDBOX_ARG,
         data_dir=DATA_DIR_ARG,
         cell=lambda wildcards, input: os.path.dirname(input.samples),
+        adopt=adopt_arg,
     shell:
-        "promis-repro {params.sandbox} evaluate-cell --cell {params.cell} --benchmark {wildcards.benchmark} --workers {threads} "
+        "promis-repro {params.sandbox} evaluate-cell {params.adopt} --cell {params.cell} --benchmark {wildcards.benchmark} --workers {threads} "
         "{params.data_dir} > {log} 2>&1"

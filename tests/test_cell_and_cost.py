@@ -112,7 +112,8 @@ def test_the_one_cell_target_plans_that_cell_and_the_references_seeds_only(tmp_p
     results = tmp_path / "results"
     for strategy, runs, trainings in (("direct", 4, 2), ("ppo", 2, 2), ("direct-oracle", 4, 2), ("lpo", 4, 4)):
         target = f"{results}/cells/{TINY_MODEL}/mbppplus/{strategy}.csv"
-        config = [f"results={results}", *(["oracle_variant=true"] if "oracle" in strategy else [])]
+        # one job per cell (group_cells, the tiny default, would run the cell's whole group: test_group.py)
+        config = [f"results={results}", "group_cells=false", *(["oracle_variant=true"] if "oracle" in strategy else [])]
         done = run_snakemake("-n", target, "--configfile", "config/tiny.yaml", "--config", *config, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
         counts = job_counts(done.stdout + done.stderr)
@@ -133,7 +134,7 @@ def test_the_reviewers_command_on_the_tiny_config_builds_that_cell_and_nothing_e
     results = tmp_path / "results"
     target = f"{results}/cells/{TINY_MODEL}/mbpp/direct.md"
     # data_dir as the checkout's CI passes it (tiny.yaml's ../shared/data holds only beside /work/main)
-    config = [f"results={results}", f"data_dir={data_dir}"]
+    config = [f"results={results}", f"data_dir={data_dir}", "group_cells=false"]
     done = run_snakemake(target, "--configfile", "config/tiny.yaml", "--config", *config, "-c2", timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     ran = sorted(str(p.relative_to(results)) for p in results.glob(f"{grid.cell_glob()}/metrics.json"))

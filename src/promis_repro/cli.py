@@ -49,6 +49,7 @@ def _add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
     cell.add_argument("--benchmark", required=True, choices=BENCHMARKS)
     cell.add_argument("--data-dir", default=None)
     cell.add_argument("--workers", type=int, default=2)
+    cell.add_argument("--adopt", default=None, help="a group job's staged cell: its scores if it scored these files")
     cell.set_defaults(stage="evaluate:evaluate_cell")
 
     generate = sub.add_parser("generate", help="direct generation for a benchmark's tasks -> samples.jsonl")
@@ -95,8 +96,24 @@ def _add_strategy_commands(sub: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--pools", default=None, help="output directory of promis-repro data split (the guard's pools)")
     run.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="the global --quiet")
+    run.add_argument("--adopt", default=None, help="a group job's staged cell: taken if it answered this request")
     _add_strategy_options(run)
     run.set_defaults(stage="run:run")
+
+    group = sub.add_parser(
+        "run-group",
+        help="every strategy of one model x benchmark x seed in one process, each run and scored into a staged "
+        "cell that run --adopt and evaluate-cell --adopt take",
+    )
+    group.add_argument("--strategies", nargs="+", required=True, choices=STRATEGIES)
+    group.add_argument("--benchmark", required=True, choices=BENCHMARKS)
+    group.add_argument("--feedback", default="visible", help=f"one of: {', '.join(FEEDBACK_MODES)}")
+    group.add_argument("--trained", nargs="*", default=None, metavar="STRATEGY=DIR", help="trained agents")
+    group.add_argument("--cell-names", nargs="*", default=None, metavar="STRATEGY=PATH", help="the cells staged for")
+    group.add_argument("--pools", default=None, help="output directory of promis-repro data split")
+    group.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="the global --quiet")
+    _add_strategy_options(group)
+    group.set_defaults(stage="group:run_group")
 
     train = sub.add_parser("train", help="train an optimiser on the decontaminated MBPP train pool")
     train.add_argument("--agent", required=True, help=" | ".join(AGENTS))

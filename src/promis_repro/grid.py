@@ -83,6 +83,8 @@ STRATEGY_LABELS = {
 #: one cell's directory under the results root, and one trained agent's
 CELL_TEMPLATE = "{model}/{benchmark}/{strategy}{variant}/seed{seed}"
 AGENT_TEMPLATE = "agents/{agent}/{model}/seed{seed}"
+#: a group job's staged cells (``group_cells: true``): every strategy of one model x benchmark x seed
+GROUP_TEMPLATE = "groups/{model}/{benchmark}/seed{seed}{variant}"
 #: a reviewer's cell (every seed of one model x benchmark x strategy) as its row of the tables
 CELL_ROW_TEMPLATE = "cells/{model}/{benchmark}/{strategy}{variant}"
 #: where a rule's ``benchmark:`` directive writes Snakemake's measurements of one job (wall seconds, memory),
@@ -91,6 +93,7 @@ BENCHMARK_TEMPLATES = {
     "fetch_model": "benchmarks/models/{model}.tsv",
     "train_agent": f"benchmarks/train/{AGENT_TEMPLATE}.tsv",
     "run_cell": f"benchmarks/run/{CELL_TEMPLATE}.tsv",
+    "run_group": f"benchmarks/{GROUP_TEMPLATE}.tsv",
     "evaluate_cell": f"benchmarks/evaluate/{CELL_TEMPLATE}.tsv",
 }
 
@@ -101,7 +104,7 @@ LOCAL_RULES = ("all", "strategy_config")
 #: top-level directories of a results tree that are not models
 NOT_MODELS = (
     *("agents", "aggregate", "stats", "tables", "figures", "report", "data", "logs", "models", "config"),
-    *("cells", "benchmarks"),
+    *("cells", "benchmarks", "groups"),
 )
 
 

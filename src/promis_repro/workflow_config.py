@@ -107,6 +107,7 @@ def validate_pipeline_config(config: dict[str, Any], schema_path: str | os.PathL
     # the optional keys' defaults, set here once so the rules read every key plainly
     config.setdefault("protocol", "ours")
     config.setdefault("oracle_variant", False)
+    config.setdefault("group_cells", False)
     config.setdefault("compare_with", None)
     config.setdefault("allow_weak_sandbox", False)
     config.setdefault("container", "promis-repro.sif")

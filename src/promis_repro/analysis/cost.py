@@ -47,6 +47,7 @@ RULES = (
     "strategy_config",
     "fetch_model",
     "train_agent",
+    "run_group",
     "run_cell",
     "evaluate_cell",
     "aggregate",
@@ -57,7 +58,7 @@ RULES = (
     "leakage_audit",
 )
 #: rules that ask for the config's ``resources.gpu`` (the rest: ``resources.cpu``)
-GPU_RULES = ("run_cell", "train_agent")
+GPU_RULES = ("run_cell", "train_agent", "run_group")
 #: one output of each single-job rule (relative to the results root): present = done
 SINGLE_OUTPUTS = {
     "data_split": "data/decontamination.json",
@@ -132,6 +133,16 @@ def grid_jobs(config: dict[str, Any]) -> dict[str, list[Job]]:
                         cell = results / grid.cell_path(**key)
                         jobs["run_cell"].append(Job("run_cell", cell / "samples.jsonl", key))
                         jobs["evaluate_cell"].append(Job("evaluate_cell", cell / "metrics.json", key))
+    if config.get("group_cells"):  # one job per model x benchmark x seed (x variant) runs every strategy
+        for model in config["generators"]:
+            for benchmark in config["benchmarks"]:
+                for _, variant in variants:
+                    for seed in seeds:
+                        key = {"model": model, "benchmark": benchmark, "seed": seed, "variant": variant}
+                        group = results / grid.GROUP_TEMPLATE.format(**key) / "group.json"
+                        jobs["run_group"].append(Job("run_group", group, key))
+    else:
+        del jobs["run_group"]
     return jobs
 
 
@@ -254,6 +265,10 @@ def job_seconds(
     benchmarks: dict[tuple[str, ...], list[float]],
 ) -> tuple[float, str]:
     """One job's seconds and their source (``SOURCES``): recorded where possible, else the table's."""
+    if job.rule == "run_group":
+        # a group's work is billed under its cells' run_cell and evaluate_cell, each as if run alone (their
+        # start-ups included): with group jobs the bill is an upper bound
+        return 0.0, "table"
     if job.rule in ("train_agent", "fetch_model"):
         measured = benchmarks.get((job.rule, *(job.key[k] for k in ("agent", "model") if k in job.key)))
         if measured:
@@ -321,6 +336,7 @@ def estimate(
     rules = [
         _rule_bill(rule, jobs[rule], config, [job_seconds(job, model, runs, benchmarks) for job in jobs[rule]])
         for rule in RULES
+        if rule in jobs
     ]
     totals = {
         key: sum(r[key] for r in rules)

@@ -1,7 +1,7 @@
 """Content-addressed generation cache, safe for many SLURM jobs on a shared filesystem.
 
 Key: sha256 of (model identity incl. revision, the full prompt text the model
-reads, the decoding settings, the seed). One JSON file per entry, written to a
+reads, the decoding settings, the seed; greedy decoding without seed or top_p, which it never reads).
 temporary file in the same directory and renamed into place (atomic on POSIX
 and NFS), no database and no locks. Each entry repeats its key and carries a
 checksum of its payload; a truncated, corrupt or mismatched entry is treated
@@ -28,8 +28,13 @@ FORMAT = 1
 
 
 def cache_key(model_id: dict[str, Any], prompt_text: str, settings: DecodingSettings) -> str:
+    decoding = settings.as_dict()
+    if settings.greedy:
+        # greedy decoding reads neither the seed nor top_p: every seed and strategy asking the same prompt
+        # greedily shares one entry (a tiny grid's seeds and strategies mostly start from the same prompt)
+        decoding.update(seed=None, top_p=None, temperature=0.0)
     material = json.dumps(
-        {"format": FORMAT, "model": model_id, "prompt": prompt_text, "settings": settings.as_dict()},
+        {"format": FORMAT, "model": model_id, "prompt": prompt_text, "settings": decoding},
         sort_keys=True,
         separators=(",", ":"),
     )

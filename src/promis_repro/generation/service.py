@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import json
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from promis_repro.errors import UserError
@@ -13,7 +17,41 @@ from promis_repro.generation.registry import ModelSpec, get_model
 log = logging.getLogger(__name__)
 
 
+#: backends kept for the whole process while ``shared_backends()`` is active (a group job's strategies)
+_SHARED: dict[str, Any] | None = None
+
+
+@contextlib.contextmanager
+def shared_backends() -> Iterator[None]:
+    """Within this block a model (same identity, precision and options) is loaded once and shared.
+
+    A group job (``stages/group.py``) runs every strategy of a model x benchmark x seed in one process;
+    without this, each strategy's ``Models`` would load the same weights again. Outside the block
+    nothing is kept (a 7B model's memory is released with its strategy).
+    """
+    global _SHARED
+    outer, _SHARED = _SHARED, {} if _SHARED is None else _SHARED
+    try:
+        yield
+    finally:
+        _SHARED = outer
+
+
 def load_backend(spec: ModelSpec, **options: Any) -> Any:
+    if _SHARED is None:
+        return _load_backend(spec, **options)
+    # the whole spec (an adapter's path included), its precision and the loading options
+    key = json.dumps(
+        {"spec": dataclasses.asdict(spec), "model": spec.generation_identity(), "options": options},
+        sort_keys=True,
+        default=str,
+    )
+    if key not in _SHARED:
+        _SHARED[key] = _load_backend(spec, **options)
+    return _SHARED[key]
+
+
+def _load_backend(spec: ModelSpec, **options: Any) -> Any:
     if spec.backend in ("transformers-causal", "transformers-seq2seq"):
         from promis_repro.generation.hf import TransformersGenerator
 

@@ -12,11 +12,13 @@ checkpoint.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from promis_repro.errors import UserError
@@ -46,8 +48,9 @@ def convert_gguf(spec: ModelSpec) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype="float32")
+        with _gguf_parsed_once():
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype="float32")
         # the weights are dequantized already; what remains of the GGUF
         # quantizer only stops save_pretrained
         model.hf_quantizer = None
@@ -66,6 +69,26 @@ def convert_gguf(spec: ModelSpec) -> Path:
         with contextlib.suppress(OSError):
             shutil.rmtree(staging)
     return target
+
+
+@contextlib.contextmanager
+def _gguf_parsed_once() -> Iterator[None]:
+    """Parse the GGUF file once and build gguf's tensor-name map once per architecture, for one conversion.
+
+    transformers parses the whole file (its 49k-token vocabulary field by field) for the config, again
+    for the tokenizer and again for the weights (~10 s each on 2 cores), and rebuilds the same name map
+    for each of the ~400 modules it walks (~15 s); both are pure functions of their arguments, so the
+    conversion memoizes them (it takes ~25 s instead of ~70 s, the same checkpoint).
+    """
+    import gguf
+
+    reader, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    gguf.GGUFReader = functools.cache(reader)  # type: ignore[assignment]
+    gguf.get_tensor_name_map = functools.cache(name_map)
+    try:
+        yield
+    finally:
+        gguf.GGUFReader, gguf.get_tensor_name_map = reader, name_map
 
 
 def weights_location(spec: ModelSpec) -> tuple[str, str | None]:

@@ -11,13 +11,13 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promis_repro.errors import UserError
-from promis_repro.evaluation.levels import LEVELS, LevelSettings, level_settings
 from promis_repro.io import atomic_write_jsonl, sha256_of, write_outputs
-from promis_repro.metrics import summarize
-from promis_repro.provenance import provenance
+
+if TYPE_CHECKING:
+    from promis_repro.evaluation.levels import LevelSettings
 
 
 def _score(
@@ -64,6 +64,10 @@ def evaluate(
     ``quiet``: no progress bar. ``levels``: each row gets its five levels (``evaluation/levels.py``), with
     ``max_complexity`` and ``security`` (bandit on or off) for the quality level.
     """
+    from promis_repro.evaluation.levels import LevelSettings
+    from promis_repro.metrics import summarize
+    from promis_repro.provenance import provenance
+
     if not levels and (max_complexity != 10 or not security):
         raise UserError("--max-complexity and --no-security set the quality level: they need --levels")
     settings = LevelSettings(max_complexity=max_complexity, security=security) if levels else None
@@ -84,6 +88,8 @@ def evaluate(
 
 
 def _levels_line(summary: dict[str, Any]) -> str:
+    from promis_repro.evaluation.levels import LEVELS
+
     levels = summary.get("levels")
     if not levels:
         return ""
@@ -92,11 +98,33 @@ def _levels_line(summary: dict[str, Any]) -> str:
 
 
 def evaluate_cell(
-    cell: str | os.PathLike[str], benchmark: str, data_dir: str | os.PathLike[str] | None, workers: int = 2
+    cell: str | os.PathLike[str],
+    benchmark: str,
+    data_dir: str | os.PathLike[str] | None,
+    workers: int = 2,
+    *,
+    name: str | None = None,
+    adopt: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """A cell's ``results.jsonl`` (with APPS difficulty), ``candidates.jsonl`` (every candidate of the
-    trajectories, scored on the hidden tests: the budget curve's input) and ``metrics.json``."""
+    trajectories, scored on the hidden tests: the budget curve's input) and ``metrics.json``.
+
+    ``name``: the cell's path as its provenance records it (a group job scores a staged copy of the cell);
+    ``adopt``: a group job's staged cell, whose scores are taken when it scored these very run files.
+    """
     cell = Path(cell)
+    if adopt:
+        from promis_repro.stages.group import EVALUATED, EVALUATION_FILES, adopt_staged, evaluation_request
+
+        if (cell / "samples.jsonl").exists() and adopt_staged(
+            adopt, cell, EVALUATED, evaluation_request(cell, benchmark, data_dir), EVALUATION_FILES
+        ):
+            print(f"{cell}: scores taken from its group's evaluation ({adopt})")
+            return json.loads((cell / "metrics.json").read_text())
+    from promis_repro.evaluation.levels import level_settings
+    from promis_repro.metrics import summarize
+    from promis_repro.provenance import provenance
+
     cost_path = cell / "cost.json"
     if not cost_path.exists():
         raise UserError(f"{cell}: no cost.json; run the strategy first")
@@ -126,7 +154,7 @@ def evaluate_cell(
         "sandbox": sandbox,
     }
     metrics["provenance"] = provenance(
-        config={"command": "evaluate-cell", "cell": str(cell), "run": run.get("config_hash")},
+        config={"command": "evaluate-cell", "cell": name or str(cell), "run": run.get("config_hash")},
         data_hashes=hashes,
         model=run.get("model"),
         seed=run.get("seed"),

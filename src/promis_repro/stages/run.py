@@ -7,6 +7,7 @@ task and in total, the budget, the reward formula, the feedback mode and provena
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -15,9 +16,12 @@ from typing import Any
 from promis_repro.errors import UserError
 from promis_repro.grid import LEAKY_FEEDBACK, check_protocol
 from promis_repro.io import atomic_write_json, atomic_write_jsonl
-from promis_repro.protocol import paper_protocol_problem
-from promis_repro.provenance import provenance
-from promis_repro.strategies.config import load_strategy_file
+
+#: the arguments of ``run`` that decide its outputs (``stages.group.run_request``: a staged cell answers them)
+RUN_REQUEST_KEYS = (
+    *("strategy", "model", "rewriter", "benchmark", "seed", "feedback", "limit", "data_dir", "pools"),
+    *("config_path", "budget", "max_new_tokens", "trained_dir", "batch_size", "protocol"),
+)
 
 
 def run(
@@ -39,6 +43,7 @@ def run(
     batch_size: int = 32,
     protocol: str = "ours",
     quiet: bool = False,
+    adopt: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Write ``samples.jsonl``, ``trajectories.jsonl`` and ``cost.json`` into ``out``; returns the cost record.
 
@@ -46,13 +51,26 @@ def run(
     or were selected on is refused before anything runs (``data/leakage.py``). ``config_path``: a
     strategy settings file; ``budget``/``max_new_tokens`` override it. ``trained_dir``: what ``train``
     wrote, for the strategies that need it. ``protocol``: the label of the run's protocol (``grid.PROTOCOLS``),
-    carried into every output. ``quiet``: progress lines go to the log file only.
+    carried into every output. ``quiet``: progress lines go to the log file only. ``adopt``: a group job's
+    staged cell (``stages/group.py``), taken instead of running when it answered this very request.
     """
+    if adopt:
+        from promis_repro.stages.group import RUN_FILES, adopt_staged, run_request
+
+        given = dict(locals())
+        request = run_request(**{key: given[key] for key in RUN_REQUEST_KEYS})
+        if adopt_staged(adopt, out, "request.json", request, RUN_FILES):
+            print(f"{strategy} / {model} on {benchmark}, seed {seed}: taken from its group's run ({adopt}) -> {out}")
+            return json.loads((Path(out) / "cost.json").read_text())
+    # imported here, after the adoption above, which a group's cell job does in a fraction of a second
     from promis_repro.agent.trained import load_trained
     from promis_repro.agent.trl_agent import adapter_spec
     from promis_repro.data.leakage import TrainingSide
     from promis_repro.data.registry import evaluation_tasks
     from promis_repro.generation.registry import get_model
+    from promis_repro.protocol import paper_protocol_problem
+    from promis_repro.provenance import provenance
+    from promis_repro.strategies.config import load_strategy_file
     from promis_repro.strategies.feedback import check_mode
     from promis_repro.strategies.registry import get_strategy
     from promis_repro.strategies.runner import Models, run_strategy
