@@ -55,11 +55,11 @@ def run(
     staged cell (``stages/group.py``), taken instead of running when it answered this very request.
     """
     if adopt:
-        from promis_repro.stages.group import RUN_FILES, adopt_staged, run_request
+        from promis_repro.stages.group import REQUEST, RUN_FILES, adopt_staged, run_request
 
         given = dict(locals())
         request = run_request(**{key: given[key] for key in RUN_REQUEST_KEYS})
-        if adopt_staged(adopt, out, "request.json", request, RUN_FILES):
+        if adopt_staged(adopt, out, REQUEST, request, RUN_FILES):
             print(f"{strategy} / {model} on {benchmark}, seed {seed}: taken from its group's run ({adopt}) -> {out}")
             return json.loads((Path(out) / "cost.json").read_text())
     # imported here, after the adoption above, which a group's cell job does in a fraction of a second
