@@ -116,9 +116,8 @@ def evaluate_cell(
     if adopt:
         from promis_repro.stages.group import EVALUATED, EVALUATION_FILES, adopt_staged, evaluation_request
 
-        if (cell / "samples.jsonl").exists() and adopt_staged(
-            adopt, cell, EVALUATED, evaluation_request(cell, benchmark, data_dir), EVALUATION_FILES
-        ):
+        # a cell without run files asks for their hashes as None, which no staged evaluation recorded
+        if adopt_staged(adopt, cell, EVALUATED, evaluation_request(cell, benchmark, data_dir), EVALUATION_FILES):
             print(f"{cell}: scores taken from its group's evaluation ({adopt})")
             return json.loads((cell / "metrics.json").read_text())
     from promis_repro.evaluation.levels import level_settings

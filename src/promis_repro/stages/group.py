@@ -52,15 +52,20 @@ def run_request(**arguments: Any) -> dict[str, Any]:
     request["pools"] = file_hash(Path(pools) / "decontamination.json") if pools else None
     trained = arguments.get("trained_dir")
     request["trained_dir"] = file_hash(Path(trained) / "training.json") if trained else None
-    request["data_dir"] = str(Path(arguments["data_dir"]).resolve()) if arguments.get("data_dir") else None
+    request["data_dir"] = _resolved(arguments.get("data_dir"))
     return request
+
+
+def _resolved(data_dir: str | os.PathLike[str] | None) -> str | None:
+    """The data directory as an absolute path (a cell and its group may name it from different places)."""
+    return str(Path(data_dir).resolve()) if data_dir else None
 
 
 def evaluation_request(cell: Path, benchmark: str, data_dir: str | os.PathLike[str] | None) -> dict[str, Any]:
     """What determines a cell's evaluation: the benchmark, its data and the run files it scores."""
     return {
         "benchmark": benchmark,
-        "data_dir": str(Path(data_dir).resolve()) if data_dir else None,
+        "data_dir": _resolved(data_dir),
         **{name: sha256_of(cell / name) if (cell / name).is_file() else None for name in RUN_FILES},
     }
 
@@ -119,12 +124,10 @@ def run_group(
     from promis_repro.generation.service import shared_backends
     from promis_repro.provenance import provenance
     from promis_repro.stages.evaluate import evaluate_cell
-    from promis_repro.stages.run import run
+    from promis_repro.stages.run import RUN_REQUEST_KEYS, run
 
     trained_dirs = _pairs(trained, "--trained")
     names = _pairs(cell_names, "--cell-names")
-    from promis_repro.stages.run import RUN_REQUEST_KEYS
-
     shared = {
         **{"model": model, "rewriter": rewriter, "benchmark": benchmark, "seed": seed, "feedback": feedback},
         **{"limit": limit, "data_dir": data_dir, "pools": pools, "config_path": config_path},
