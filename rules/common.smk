@@ -11,6 +11,7 @@ from promis_repro.generation.registry import get_model
 from promis_repro.workflow_cluster import empty_slurm_settings, job_environment
 from promis_repro.workflow_config import (
     grid_has,
+    task_limit,
     training_length,
     validate_pipeline_config,
 )
@@ -204,6 +205,12 @@ def trained_arg(wildcards, input):
     return (
         f"--trained {os.path.dirname(input.agent)}" if "agent" in input.keys() else ""
     )
+
+
+def task_limit_arg(wildcards):
+    """``--limit N`` for the benchmark of a cell or group job; empty when it runs every task."""
+    value = task_limit(config, wildcards.benchmark)
+    return f"--limit {value}" if value else ""
 
 
 def limit_arg(key="limit", section=None):

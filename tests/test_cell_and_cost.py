@@ -154,7 +154,7 @@ def test_the_reviewers_command_on_the_tiny_config_builds_that_cell_and_nothing_e
 # --- the bill before the run ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("configfile", ["config/tiny.yaml", "config/config.yaml"])
+@pytest.mark.parametrize("configfile", ["config/tiny.yaml", "config/config.yaml", "config/cpu-study.yaml"])
 def test_job_counts_are_snakemakes(tmp_path, configfile):
     config = load_config([REPO / configfile], SCHEMA)
     config["results"] = str(tmp_path / "results")

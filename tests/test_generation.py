@@ -77,11 +77,40 @@ def test_same_seed_same_output_whatever_the_batch(tiny_backend, mbppplus):
         max_new_tokens=48, temperature=0.8, top_p=0.9, seed=11))]  # fmt: skip
 
 
-@pytest.mark.parametrize("dtype", ["auto", "float32"])
+@pytest.mark.parametrize("precision", ["float32", "bfloat16", "float16-weights"])
+def test_a_decode_step_row_gets_the_bits_it_gets_in_any_batch(precision):
+    """The linear layers pad a decode step's rows to a size that rounds alike (``generation/linears.py``):
+    a row's output is the same in every batch size from 1 to 40, in each CPU precision we decode in."""
+    import torch
+
+    from promis_repro.generation.linears import decode_step, pad_linears
+    from promis_repro.generation.registry import cpu_has_avx2
+
+    if precision == "float16-weights" and not cpu_has_avx2():
+        pytest.skip("fbgemm's float16-weight GEMM needs an x86 CPU with AVX2")
+    dtype = torch.float32 if precision == "float16-weights" else getattr(torch, precision)
+    generator = torch.Generator().manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(96, 200), torch.nn.Linear(200, 64, bias=False)).to(dtype)
+    pad_linears(model, precision)
+    inputs = torch.randn(40, 1, 96, generator=generator).to(dtype)
+    with torch.inference_mode(), decode_step():
+        alone = [model(inputs[i : i + 1]) for i in range(40)]
+        for rows in range(1, 41):
+            batch = model(inputs[:rows])
+            assert all(torch.equal(batch[i], alone[i][0]) for i in range(rows)), rows
+
+
+@pytest.mark.parametrize("dtype", ["auto", "float32", "float16-weights"])
 def test_continuous_batching_gives_each_prompt_what_it_gets_alone(monkeypatch, data_dir, dtype):
     """Prompts of different lengths, long generations, rows leaving and joining mid-batch: every text is
-    the one its prompt gets alone, greedy and sampled, in bf16 (where the CPU has it) and in float32."""
+    the one its prompt gets alone, greedy and sampled, in bf16 (where the CPU has it), in float16 weights
+    (x86 with AVX2) and in float32."""
     import warnings
+
+    from promis_repro.generation.registry import cpu_has_avx2
+
+    if dtype == "float16-weights" and not cpu_has_avx2():
+        pytest.skip("fbgemm's float16-weight GEMM needs an x86 CPU with AVX2")
 
     from promis_repro.generation.hf import TransformersGenerator
 

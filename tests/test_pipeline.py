@@ -118,6 +118,7 @@ def test_oracle_variant_adds_labelled_cells(tmp_path):
         ("feedback", "hidden", "feedback"),
         ("strategies", ["direct", "best"], "strategies"),
         ("limit", 0, "limit"),
+        ("limit", {"mbpp": 5, "humaneval": 3}, "humaneval"),
         ("generators", ["gpt-9"], "gpt-9"),
         ("rewriter", "all-minilm-l6-v2", "embedder"),
         ("strategy", {"max_steps": 0}, "max_steps"),
@@ -136,6 +137,19 @@ def test_a_bad_config_stops_with_one_line_naming_the_key(tmp_path, key, value, n
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("promis-repro: invalid config:"), done.stderr
     assert named in lines[0] and key in lines[0]
+
+
+def test_a_limit_per_benchmark_reaches_only_that_benchmarks_jobs(tmp_path):
+    """config/cpu-study.yaml: the first 50 MBPP test tasks, every HumanEval+ task."""
+    done = run_snakemake(
+        "-n", "-p", "--forceall", "--configfile", "config/cpu-study.yaml", "--config", f"results={tmp_path}"
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    commands = [line for line in (done.stdout + done.stderr).splitlines() if " run-group " in line]
+    mbpp = [line for line in commands if "--benchmark mbpp " in line]
+    humaneval = [line for line in commands if "--benchmark humanevalplus " in line]
+    assert mbpp and humaneval and len(mbpp) + len(humaneval) == len(commands)
+    assert all("--limit 50 " in line for line in mbpp) and not any("--limit" in line for line in humaneval)
 
 
 def test_unknown_config_key_is_refused(tmp_path):

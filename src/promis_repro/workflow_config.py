@@ -34,6 +34,13 @@ def training_length(config: dict[str, Any], agent: str) -> int | None:
     return None if key is None else config["train"][key]
 
 
+def task_limit(config: dict[str, Any], benchmark: str) -> int | None:
+    """The first N tasks a cell of ``benchmark`` runs (None: all): the config's ``limit``, one number for every
+    benchmark or a mapping from benchmark to number (a benchmark it leaves out runs all its tasks)."""
+    limit = config.get("limit")
+    return limit.get(benchmark) if isinstance(limit, dict) else limit
+
+
 def grid_has(strategy: str, model: str) -> bool:
     """Whether the grid runs ``strategy`` with generator ``model``: every pair, except that a strategy which
     fine-tunes the generator (``grid.GENERATOR_TRAINING``) skips one it cannot fine-tune (the seq2seq CodeT5+)."""
@@ -112,6 +119,10 @@ def validate_pipeline_config(config: dict[str, Any], schema_path: str | os.PathL
     config.setdefault("allow_weak_sandbox", False)
     config.setdefault("container", "promis-repro.sif")
     config["train"].setdefault("feedback", "visible")
+    if isinstance(config.get("limit"), dict):
+        unknown = sorted(set(config["limit"]) - set(config["benchmarks"]))
+        if unknown:
+            raise UserError(f"config key limit: {', '.join(unknown)} is not one of the config's benchmarks")
     for key, names in (("generators", config["generators"]), ("rewriter", [config["rewriter"]])):
         for name in names:
             try:

@@ -72,8 +72,10 @@ class TableModel:
 
     def tasks(self, benchmark: str) -> int:
         """The tasks one cell of ``benchmark`` runs: the benchmark's, up to the config's ``limit``."""
-        size = self.full_tasks(benchmark)
-        return min(size, int(self.config["limit"])) if self.config.get("limit") else size
+        from promis_repro.workflow_config import task_limit
+
+        size, limit = self.full_tasks(benchmark), task_limit(self.config, benchmark)
+        return min(size, limit) if limit else size
 
     def task_results(self) -> int:
         """The grid's results, one per task of each cell: what aggregate, stats and the report stages read."""

@@ -5,8 +5,8 @@ stored from slot 0 of its row in a shared buffer (``RowAlignedCache``); a row
 shorter than the longest leaves masked slots at its end, never at its start.
 So a row's attention sees its own keys at the same offsets whatever else is
 in the batch; the masked tail adds exact zeros to the softmax. With matrix
-products that are row-independent (bf16 on CPUs with AVX512-BF16/AMX; fp32
-for four or more rows), a prompt's output does not depend on its batch mates,
+products padded to row counts that round alike (``generation/linears.py``,
+which the CPU's models use), a prompt's output does not depend on its batch mates,
 and the decode step is free to be continuous: a row that finishes leaves the
 batch at once and a waiting prompt takes its place.
 """
@@ -168,15 +168,9 @@ def decode(
     piece: Callable[[int], str],
     stopped: Callable[[str], bool],
     device: Any,
-    min_rows: int = 1,
     row_aligned: bool = False,
 ) -> Iterator[Row]:
     """Decode every prompt, ``batch_size`` rows at a time; yields each row as it finishes.
-
-    A matrix product of one row (or, in float32, of up to three) runs in a
-    matrix-vector kernel that rounds differently from the batched one, so a
-    step with fewer than ``min_rows`` rows is padded with copies of its first
-    row, whose outputs are dropped.
 
     ``choose(logits, rows)`` turns a step's ``[rows, vocab]`` float logits into
     the next tokens (greedy or seeded sampling); ``piece(token)`` is a token's
@@ -186,6 +180,8 @@ def decode(
     with the padding mask (a GPU: no batch independence promised there).
     """
     import torch
+
+    from promis_repro.generation.linears import decode_step
 
     if max_new_tokens <= 0:
         yield from (Row(index=i, prompt_tokens=len(ids)) for i, ids in enumerate(prompt_ids))
@@ -244,19 +240,13 @@ def decode(
             step_logits = None
             if step_rows:
                 started = time.monotonic()
-                ballast = max(0, min_rows - step_rows)
-                if ballast:
-                    # copies of row 0 fill the step up to min_rows: see the docstring
-                    cache.select_rows(torch.tensor(list(range(step_rows)) + [0] * ballast, device=device))
-                    next_tokens = torch.cat([next_tokens, next_tokens[:1].expand(ballast)])
                 mask, positions = cache.step_inputs()
-                step_logits = model(
-                    input_ids=next_tokens[:, None], attention_mask=mask, position_ids=positions, cache=cache,
-                    use_cache=True, logits_to_keep=1, **flags,
-                ).logits[:step_rows, -1, :].float()  # fmt: skip
+                with decode_step():
+                    step_logits = model(
+                        input_ids=next_tokens[:, None], attention_mask=mask, position_ids=positions, cache=cache,
+                        use_cache=True, logits_to_keep=1, **flags,
+                    ).logits[:, -1, :].float()  # fmt: skip
                 cache.advance()
-                if ballast:
-                    cache.select_rows(torch.arange(step_rows, device=device))
                 share = (time.monotonic() - started) / step_rows
                 for row in rows:
                     row.seconds += share

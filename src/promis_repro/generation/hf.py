@@ -21,7 +21,7 @@ from typing import Any
 from tqdm import tqdm
 
 from promis_repro.generation.base import ChatPrompt, Completion, DecodingSettings
-from promis_repro.generation.registry import ModelSpec
+from promis_repro.generation.registry import HALF_WEIGHTS, ModelSpec
 from promis_repro.generation.weights import weights_location
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,8 @@ class TransformersGenerator:
         location, revision = weights_location(spec)
         device_kind = "cpu" if self.device == "cpu" else "cuda"
         self.compute_dtype = spec.compute_dtype(device_kind)
-        dtype = getattr(torch, self.compute_dtype)
+        # float16 weights are loaded in float32 and packed after any adapter is merged
+        dtype = torch.float32 if self.compute_dtype == HALF_WEIGHTS else getattr(torch, self.compute_dtype)
         started = time.monotonic()
         self.tokenizer = AutoTokenizer.from_pretrained(location, revision=revision)
         model_class = AutoModelForSeq2SeqLM if self.seq2seq else AutoModelForCausalLM
@@ -143,8 +144,10 @@ class TransformersGenerator:
             self.model = PeftModel.from_pretrained(self.model, spec.extra["adapter"]).merge_and_unload().eval()
         if not self.seq2seq and self.device == "cpu":
             from promis_repro.generation.decoding import register_row_aligned_attention
+            from promis_repro.generation.linears import pad_linears
 
             self.model.set_attn_implementation(register_row_aligned_attention())
+            pad_linears(self.model, self.compute_dtype)
         if not self.seq2seq:
             self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
@@ -202,14 +205,6 @@ class TransformersGenerator:
             sampler = _GumbelSampler([row_seed(settings.seed, t) for t in texts], self.device)
         return processors, sampler
 
-    def _min_rows(self) -> int:
-        """Rows a CPU step needs for its matrix products to round as in any larger batch (measured here:
-        bf16 rounds alike from 2 rows, fp32 from 4). On a GPU nothing is promised: its kernels vary with
-        the batch anyway."""
-        if self.device != "cpu":
-            return 1
-        return 2 if self.compute_dtype == "bfloat16" else 4
-
     def _eos_ids(self) -> set[int]:
         configured = self.model.generation_config.eos_token_id
         eos = set(configured) if isinstance(configured, list) else {configured, self.tokenizer.eos_token_id}
@@ -247,7 +242,7 @@ class TransformersGenerator:
         rows = decode(
             self.model, prompt_ids, batch_size=self.batch_size, max_new_tokens=settings.max_new_tokens,
             eos=self._eos_ids(), choose=choose, piece=piece, stopped=stopped, device=self.device,
-            min_rows=self._min_rows(), row_aligned=self.device == "cpu",
+            row_aligned=self.device == "cpu",
         )  # fmt: skip
         progress = tqdm(
             total=len(texts), desc=f"generate {self.spec.name}", leave=False, disable=len(texts) <= self.batch_size
