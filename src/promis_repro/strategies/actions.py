@@ -140,6 +140,10 @@ class EpisodeContext:
             base = replace(base, stop=())
         index = self._calls[role]
         self._calls[role] += 1
+        if base.greedy:
+            # no seed: greedy calls of every task share settings, and so batch together whatever call each
+            # task is at (the seed would change nothing but the batching)
+            return replace(base, seed=0)
         # tasks at the same call index share settings (and so batch together);
         # the per-row seed mixes in the prompt text
         return replace(base, seed=derive_seed(self.tools.seed, role, index))
