@@ -152,6 +152,16 @@ def test_a_limit_per_benchmark_reaches_only_that_benchmarks_jobs(tmp_path):
     assert all("--limit 40 " in line for line in mbpp) and not any("--limit" in line for line in humaneval)
 
 
+def test_command_line_values_of_a_key_with_several_shapes_are_typed():
+    """Snakemake hands ``--config`` maps' items over as strings; ``limit`` may be null, a number or a map."""
+    from promis_repro.workflow_config import load_schema, typed_command_line_values
+
+    schema = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
+    assert typed_command_line_values({"limit": "null"}, schema) == {"limit": None}
+    assert typed_command_line_values({"limit": "5"}, schema) == {"limit": 5}
+    assert typed_command_line_values({"limit": {"mbpp": "40"}}, schema) == {"limit": {"mbpp": 40}}
+
+
 def test_unknown_config_key_is_refused(tmp_path):
     config = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
     config["sedes"] = [1]

@@ -72,14 +72,22 @@ def typed_command_line_values(value: Any, schema: dict[str, Any]) -> Any:
     items of lists and maps given on the command line arrive as strings. The schema says what each key
     holds, so a string is converted only where a string is not allowed and YAML reads the wanted type.
     """
+    branches = [schema, *schema.get("oneOf", []), *schema.get("anyOf", [])]  # a key may allow several shapes
     if isinstance(value, dict):
-        properties = schema.get("properties", {})
-        return {key: typed_command_line_values(item, properties.get(key, {})) for key, item in value.items()}
+        properties, extra = {}, {}
+        for branch in branches:
+            properties.update(branch.get("properties", {}))
+            if isinstance(branch.get("additionalProperties"), dict):
+                extra = branch["additionalProperties"]
+        return {key: typed_command_line_values(item, properties.get(key, extra)) for key, item in value.items()}
     if isinstance(value, list):
-        return [typed_command_line_values(item, schema.get("items", {})) for item in value]
-    types = schema.get("type", [])
-    types = [types] if isinstance(types, str) else types
-    if not isinstance(value, str) or "string" in types or "enum" in schema:
+        items = next((branch["items"] for branch in branches if "items" in branch), {})
+        return [typed_command_line_values(item, items) for item in value]
+    types = []
+    for branch in branches:
+        declared = branch.get("type", [])
+        types += [declared] if isinstance(declared, str) else declared
+    if not isinstance(value, str) or "string" in types or any("enum" in branch for branch in branches):
         return value
     wanted = tuple(_YAML_TYPES[name] for name in types if name in _YAML_TYPES)
     try:

@@ -147,7 +147,7 @@ class TransformersGenerator:
             from promis_repro.generation.linears import pad_linears
 
             self.model.set_attn_implementation(register_row_aligned_attention())
-            pad_linears(self.model, self.compute_dtype)
+            pad_linears(self.model, self.compute_dtype, max_rows=batch_size)
         if not self.seq2seq:
             self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:

@@ -46,32 +46,55 @@ def decode_step() -> Iterator[None]:
 
 
 class RoundAlike:
-    """The batch sizes in which each row of a layer's product rounds as in any other such size, probed once per
-    layer shape and thread count (the kernels' blocking depends on those, not on the weights' values)."""
+    """The batch sizes, up to a decode batch's ``max_rows``, in which each row of a layer's product gets the bits
+    it gets in any other such size, at any position: probed when the model is loaded, once per layer shape
+    (with or without bias) and thread count, which the kernels' blocking depends on, not the weights' values."""
 
-    def __init__(self, precision: str) -> None:
+    def __init__(self, precision: str, max_rows: int) -> None:
         self.precision = precision
-        self.probed: dict[tuple[int, int, int], list[int]] = {}
+        self.max_rows = max_rows
+        self.probed: dict[tuple[int, int, bool, int], list[int]] = {}
+
+    def _key(self, layer: RowPaddedLinear) -> tuple[int, int, bool, int]:
+        return (layer.in_features, layer.out_features, layer.has_bias, torch.get_num_threads())
+
+    def probe(self, layer: RowPaddedLinear) -> None:
+        key = self._key(layer)
+        if key not in self.probed:
+            self.probed[key] = _probe(layer, self.max_rows)
 
     def rows_for(self, rows: int, layer: RowPaddedLinear) -> int:
-        key = (layer.in_features, layer.out_features, torch.get_num_threads())
-        sizes = self.probed.get(key, [])
-        if not sizes or sizes[-1] < rows:
-            sizes = self.probed[key] = _probe(layer, max(2 * rows, 40))
-        return next((n for n in sizes if n >= rows), rows)
+        key = self._key(layer)
+        if key not in self.probed:  # the thread count changed since the load
+            self.probed[key] = _probe(layer, self.max_rows)
+        size = next((n for n in self.probed[key] if n >= rows), None)
+        if size is None:
+            raise RuntimeError(
+                f"a decode step of {rows} rows: the {layer.in_features}->{layer.out_features} layer was probed for "
+                f"batches of up to {self.max_rows} rows (the generator's batch size when it was loaded)"
+            )
+        return size
 
 
 def _probe(layer: RowPaddedLinear, max_rows: int) -> list[int]:
-    """The sizes up to ``max_rows`` in which every row gets its usual bits (what most sizes containing it give)."""
+    """The sizes up to ``max_rows + 8`` in which every row gets its usual bits. Sizes up to ``max_rows + 24``
+    are run, each vector at several positions (size m holds vectors m, m+1, ... of a ring), and a vector's
+    usual bits are what most of its appearances give it (each vector appears in 20 sizes or more)."""
+    accepted, largest = max_rows + 8, max_rows + 24
     dtype = torch.float32 if layer.linear is None else layer.linear.weight.dtype
-    inputs = torch.randn(max_rows, layer.in_features, generator=torch.Generator().manual_seed(0)).to(dtype)
-    bits = []  # bits[m - 1][row]: a digest of the row's output in a product of m rows
+    vectors = torch.randn(largest, layer.in_features, generator=torch.Generator().manual_seed(0)).to(dtype)
+    rows_of = {m: [(m + j) % largest for j in range(m)] for m in range(1, largest + 1)}
+    bits: dict[int, list[bytes]] = {}  # bits[m][j]: a digest of row j's output in the product of size m
     with torch.inference_mode():
-        for m in range(1, max_rows + 1):
-            output = layer.product(inputs[:m].contiguous()).float()
-            bits.append([hashlib.blake2b(row.numpy().tobytes(), digest_size=16).digest() for row in output])
-    usual = [Counter(sizes[row] for sizes in bits[row:]).most_common(1)[0][0] for row in range(max_rows)]
-    return [m for m in range(1, max_rows + 1) if bits[m - 1] == usual[:m]]
+        for m, rows in rows_of.items():
+            output = layer.product(vectors[rows]).float()
+            bits[m] = [hashlib.blake2b(row.numpy().tobytes(), digest_size=16).digest() for row in output]
+    votes: dict[int, Counter[bytes]] = {v: Counter() for v in range(largest)}
+    for m, rows in rows_of.items():
+        for vector, digest in zip(rows, bits[m]):
+            votes[vector][digest] += 1
+    usual = {v: counter.most_common(1)[0][0] for v, counter in votes.items()}
+    return [m for m in range(1, accepted + 1) if all(d == usual[v] for v, d in zip(rows_of[m], bits[m]))]
 
 
 class RowPaddedLinear(torch.nn.Module):
@@ -81,6 +104,7 @@ class RowPaddedLinear(torch.nn.Module):
     def __init__(self, linear: torch.nn.Linear, round_alike: RoundAlike) -> None:
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.has_bias = linear.bias is not None
         self.round_alike = round_alike
         self.linear: torch.nn.Linear | None = linear
         if round_alike.precision == HALF_WEIGHTS:
@@ -103,15 +127,18 @@ class RowPaddedLinear(torch.nn.Module):
         return self.linear(flat)
 
 
-def pad_linears(model: torch.nn.Module, precision: str) -> torch.nn.Module:
-    """Replace every ``nn.Linear`` of ``model`` (in place) by a ``RowPaddedLinear``; returns the model.
-    With ``HALF_WEIGHTS``, a tied LM head is packed as a copy: the embedding lookup keeps its float32 matrix."""
-    round_alike = RoundAlike(precision)
+def pad_linears(model: torch.nn.Module, precision: str, max_rows: int) -> torch.nn.Module:
+    """Replace every ``nn.Linear`` of ``model`` (in place) by a ``RowPaddedLinear`` for decode steps of up to
+    ``max_rows`` rows, and probe their sizes; returns the model. With ``HALF_WEIGHTS``, a tied LM head is
+    packed as a copy: the embedding lookup keeps its float32 matrix."""
+    round_alike = RoundAlike(precision, max_rows)
 
     def replace(module: torch.nn.Module) -> None:
         for name, child in list(module.named_children()):
             if isinstance(child, torch.nn.Linear):
-                setattr(module, name, RowPaddedLinear(child, round_alike))
+                padded = RowPaddedLinear(child, round_alike)
+                round_alike.probe(padded)
+                setattr(module, name, padded)
             else:
                 replace(child)
 

@@ -27,7 +27,7 @@ REGISTRY_FILE = Path(__file__).with_name("models.yaml")
 BACKENDS = ("transformers-causal", "transformers-seq2seq", "vllm", "sentence-transformers")
 PROMPT_FORMATS = ("instruct", "completion", "none")
 COMMIT = re.compile(r"[0-9a-f]{40}")
-# weights stored in float16, products in float32 (fbgemm, x86 CPUs with AVX2: ``generation/half_weights.py``)
+# weights stored in float16, products in float32 (fbgemm, x86 CPUs with AVX2: ``generation/linears.py``)
 HALF_WEIGHTS = "float16-weights"
 CPU_DTYPES = ("auto", "float32", "bfloat16", HALF_WEIGHTS)
 
