@@ -6,9 +6,10 @@ for some small row counts, and fbgemm's float16-weight GEMM runs a trailing
 block of one or two rows in a kernel of its own. So a decode step (one new
 token a row) of ``n`` rows runs its products on ``n`` rows plus copies of
 its first, up to a size that rounds like every other (``RoundAlike``, probed
-on this CPU), and a prompt's completion does not depend on its batch mates. Everything else in a step works row by row.
-(Padding here, not in the cache, costs a few rows of one product instead of
-copying every layer's keys and values twice a step.)
+on this CPU), and a prompt's completion does not depend on its batch mates.
+Everything else in a step works row by row. (Padding here, not in the cache,
+costs a few rows of one product instead of copying every layer's keys and
+values twice a step.)
 
 ``HALF_WEIGHTS`` (x86 CPUs with AVX2 but no bf16): the weights are packed
 in float16 for fbgemm, which widens them in registers and accumulates in
@@ -64,10 +65,8 @@ class RoundAlike:
             self.probed[key] = _probe(layer, self.max_rows)
 
     def rows_for(self, rows: int, layer: RowPaddedLinear) -> int:
-        key = self._key(layer)
-        if key not in self.probed:  # the thread count changed since the load
-            self.probed[key] = _probe(layer, self.max_rows)
-        size = next((n for n in self.probed[key] if n >= rows), None)
+        self.probe(layer)  # a no-op unless the thread count changed since the load
+        size = next((n for n in self.probed[self._key(layer)] if n >= rows), None)
         if size is None:
             raise RuntimeError(
                 f"a decode step of {rows} rows: the {layer.in_features}->{layer.out_features} layer was probed for "
