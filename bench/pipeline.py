@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -66,7 +68,8 @@ def main() -> None:
     noop, done = timed(tiny, env)
     nothing = "Nothing to be done" in done.stdout + done.stderr
     print(f"tiny config, second invocation: {noop:.1f} s, nothing to do: {nothing} (goal < 5 s)")
-    cell = results / "smollm2-135m-instruct" / "mbppplus" / "epic" / "seed1"
+    grid = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+    cell = results / grid["generators"][0] / grid["benchmarks"][0] / "epic" / "seed1"
     shutil.rmtree(cell)
     single, done = timed([*tiny, str(cell / "metrics.json")], env)
     ran = re.findall(r"^(?:local)?rule (\w+):", done.stdout + done.stderr, flags=re.MULTILINE)

@@ -13,6 +13,7 @@ class _Side:
     def __init__(self, name: str) -> None:
         self.spec = get_model(name)
         self.model_id = {"name": name, "fake": "yes"}
+        self.batch_independent = True  # answers are a pure function of the prompt
 
 
 class FakeModels:
@@ -23,9 +24,13 @@ class FakeModels:
         self.rewriter = _Side("smollm2-135m-instruct") if rewriter else None
         self.programs = programs
         self.calls: list[tuple[str, str]] = []
+        self.batches = 0  # calls of ``call``: one per batch
 
-    def call(self, role: str, prompts: list[ChatPrompt], settings: DecodingSettings) -> list[Completion]:
+    def call(
+        self, role: str, prompts: list[ChatPrompt], settings: DecodingSettings | list[DecodingSettings]
+    ) -> list[Completion]:
         out = []
+        self.batches += 1
         for prompt in prompts:
             text = prompt.key()
             self.calls.append((role, text))

@@ -29,6 +29,7 @@ PAPER = REPO / "config" / "paper_results.yaml"
 TABLE = REPO / "config" / "cost_table.yaml"
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 TINY_MODEL = "smollm2-135m-instruct"
+EVERY = "config/tiny-every-strategy.yaml"  # every strategy and benchmark, the shortest generations
 RESAMPLES = 2000
 
 
@@ -113,8 +114,9 @@ def test_the_one_cell_target_plans_that_cell_and_the_references_seeds_only(tmp_p
     for strategy, runs, trainings in (("direct", 4, 2), ("ppo", 2, 2), ("direct-oracle", 4, 2), ("lpo", 4, 4)):
         target = f"{results}/cells/{TINY_MODEL}/mbppplus/{strategy}.csv"
         # one job per cell (group_cells, the tiny default, would run the cell's whole group: test_group.py)
-        config = [f"results={results}", "group_cells=false", *(["oracle_variant=true"] if "oracle" in strategy else [])]
-        done = run_snakemake("-n", target, "--configfile", "config/tiny.yaml", "--config", *config, timeout=600)
+        config = [f"results={results}", "group_cells=false", "seeds=[1, 2]"]
+        config += ["oracle_variant=true"] if "oracle" in strategy else []
+        done = run_snakemake("-n", target, "--configfile", EVERY, "--config", *config, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
         counts = job_counts(done.stdout + done.stderr)
         assert counts["run_cell"] == counts["evaluate_cell"] == runs, strategy
@@ -124,7 +126,7 @@ def test_the_one_cell_target_plans_that_cell_and_the_references_seeds_only(tmp_p
         assert "mbppplus/ppo" in text and "/mbpp/" not in text and "humanevalplus" not in text.split("Job stats")[0]
     # an oracle twin the grid does not run: no rule for it, not an input function's traceback
     target = f"{results}/cells/{TINY_MODEL}/mbppplus/direct-oracle.csv"
-    done = run_snakemake("-n", target, "--configfile", "config/tiny.yaml", "--config", f"results={results}")
+    done = run_snakemake("-n", target, "--configfile", EVERY, "--config", f"results={results}")
     output = done.stdout + done.stderr
     assert done.returncode != 0 and "No rule to produce" in output and "Traceback" not in output
 
@@ -134,8 +136,9 @@ def test_the_reviewers_command_on_the_tiny_config_builds_that_cell_and_nothing_e
     results = tmp_path / "results"
     target = f"{results}/cells/{TINY_MODEL}/mbpp/direct.md"
     # data_dir as the checkout's CI passes it (tiny.yaml's ../shared/data holds only beside /work/main)
-    config = [f"results={results}", f"data_dir={data_dir}", "group_cells=false"]
-    done = run_snakemake(target, "--configfile", "config/tiny.yaml", "--config", *config, "-c2", timeout=600)
+    config = [f"results={results}", f"data_dir={data_dir}", "group_cells=false", "seeds=[1, 2]"]
+    # the every-strategy config's short generations: the same rules and files, a fraction of the time
+    done = run_snakemake(target, "--configfile", EVERY, "--config", *config, "-c2", timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     ran = sorted(str(p.relative_to(results)) for p in results.glob(f"{grid.cell_glob()}/metrics.json"))
     assert ran == [f"{TINY_MODEL}/mbpp/{s}/seed{n}/metrics.json" for s in ("direct", "ppo") for n in (1, 2)]
@@ -154,7 +157,9 @@ def test_the_reviewers_command_on_the_tiny_config_builds_that_cell_and_nothing_e
 # --- the bill before the run ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("configfile", ["config/tiny.yaml", "config/config.yaml", "config/cpu-study.yaml"])
+@pytest.mark.parametrize(
+    "configfile", ["config/tiny.yaml", "config/tiny-every-strategy.yaml", "config/config.yaml", "config/cpu-study.yaml"]
+)
 def test_job_counts_are_snakemakes(tmp_path, configfile):
     config = load_config([REPO / configfile], SCHEMA)
     config["results"] = str(tmp_path / "results")
@@ -169,8 +174,9 @@ def test_job_counts_are_snakemakes(tmp_path, configfile):
 
 
 def _tiny(tmp_path: Path) -> dict:
-    config = load_config([REPO / "config" / "tiny.yaml"], SCHEMA)
-    config["results"] = str(tmp_path)
+    """A tiny grid of every strategy and benchmark (13 x 4 x 2 seeds), 2 tasks a cell."""
+    config = load_config([REPO / EVERY], SCHEMA)
+    config["results"], config["limit"], config["seeds"] = str(tmp_path), 2, [1, 2]
     return config
 
 

@@ -77,6 +77,65 @@ def test_same_seed_same_output_whatever_the_batch(tiny_backend, mbppplus):
         max_new_tokens=48, temperature=0.8, top_p=0.9, seed=11))]  # fmt: skip
 
 
+def test_rows_of_different_settings_share_a_batch_and_get_what_they_get_alone(tiny_backend, mbppplus):
+    """Strategies driven together send one batch of mixed settings (greedy code, sampled rewrites, other
+    lengths and stops): each row decodes by its own, as it would alone; the cache keys each by its own."""
+    spec = get_model(TINY)
+    prompts = [build_prompt(t, spec) for t in mbppplus[:5]]
+    settings = [
+        DecodingSettings(max_new_tokens=40),
+        DecodingSettings(max_new_tokens=64, temperature=0.8, top_p=0.9, seed=3, stop=()),
+        DecodingSettings(max_new_tokens=40),
+        DecodingSettings(max_new_tokens=24, temperature=0.7, seed=4),
+        DecodingSettings(max_new_tokens=64, temperature=0.8, top_p=0.9, seed=9, stop=()),
+    ]
+    tiny_backend.batch_size = 4  # a row waits and joins
+    mixed = tiny_backend.generate(prompts, settings)
+    alone = [tiny_backend.generate([p], s)[0] for p, s in zip(prompts, settings, strict=True)]
+    assert [c.text for c in mixed] == [c.text for c in alone]
+    assert [c.completion_tokens <= s.max_new_tokens for c, s in zip(mixed, settings, strict=True)] == [True] * 5
+    assert mixed[1].text != mixed[4].text or prompts[1] != prompts[4]
+
+
+def test_the_cache_answers_a_repeated_prompt_once_and_keys_each_row_by_its_settings(tmp_path, tiny_backend, mbppplus):
+    from promis_repro.generation.cache import GenerationCache
+
+    spec = get_model(TINY)
+    prompt = build_prompt(mbppplus[0], spec)
+    cached = CachedGenerator(spec, cache=GenerationCache(tmp_path))
+    cached._backend = tiny_backend
+    greedy, sampled = DecodingSettings(max_new_tokens=24), DecodingSettings(max_new_tokens=24, temperature=0.8, seed=2)
+    first = cached.generate([prompt, prompt, prompt], [greedy, sampled, greedy])
+    assert cached.cache.stats.misses == 3 and [c.cached for c in first] == [False, False, True]
+    assert first[0].text == first[2].text
+    again = cached.generate([prompt, prompt], [sampled, greedy])
+    assert [c.text for c in again] == [first[1].text, first[0].text] and all(c.cached for c in again)
+
+
+def test_a_job_hitting_every_cache_imports_neither_torch_nor_transformers(tmp_path, monkeypatch, tiny_backend):
+    """A one-cell rerun reads the render and generation caches only: seconds, not a model stack's imports."""
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("PROMIS_REPRO_CACHE", str(tmp_path))
+    prompt, settings = ChatPrompt(messages=(("user", "Write a Python function add(a, b)."),)), SHORT
+    first = CachedGenerator(get_model(TINY))
+    first._backend = tiny_backend
+    (made,) = first.generate([prompt], settings)
+    check = f"""
+import sys
+from promis_repro.generation.base import ChatPrompt, DecodingSettings
+from promis_repro.generation.registry import get_model
+from promis_repro.generation.service import CachedGenerator
+(hit,) = CachedGenerator(get_model({TINY!r})).generate([{prompt!r}], {settings!r})
+assert hit.cached and hit.text == {made.text!r}, hit
+print(sorted(name for name in ("torch", "transformers") if name in sys.modules))
+"""
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
+
+
 @pytest.mark.parametrize("precision", ["float32", "bfloat16", "float16-weights"])
 def test_a_decode_step_row_gets_the_bits_it_gets_in_any_batch(precision):
     """The linear layers pad a decode step's rows to a size that rounds alike (``generation/linears.py``):

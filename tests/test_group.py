@@ -45,7 +45,7 @@ def _stage(directory: Path, request: dict, files=group_stage.RUN_FILES) -> None:
 def test_a_staged_cell_answering_the_same_request_is_moved_in_and_spent(tmp_path, inputs, monkeypatch):
     import promis_repro.strategies.runner as runner
 
-    monkeypatch.setattr(runner, "run_strategy", lambda *a, **k: pytest.fail("the cell ran instead of adopting"))
+    monkeypatch.setattr(runner, "run_together", lambda *a, **k: pytest.fail("the cell ran instead of adopting"))
     arguments = _arguments(inputs)
     staged = tmp_path / "groups" / "direct"
     _stage(staged, arguments)
@@ -113,11 +113,32 @@ def test_scores_are_taken_only_for_the_very_run_files_they_scored(tmp_path):
     assert json.loads((cell / "results.jsonl").read_text()) == {"scored": "results.jsonl"}
 
 
-def test_a_group_stages_every_strategy_and_lists_the_one_that_failed(tmp_path, monkeypatch):
+def _fake_stages(monkeypatch, *, shared_run_fails: bool = False) -> list[tuple[str, ...]]:
+    """The group's stages faked: epic fails to set up (alone too); what ran how is returned."""
     import promis_repro.stages.evaluate as evaluate_stage
     import promis_repro.stages.run as run_stage
+    import promis_repro.strategies.runner as runner
+
+    happened: list[tuple[str, ...]] = []
+
+    def fake_prepare(*, strategy, **_):
+        if strategy == "epic":
+            raise RuntimeError("epic broke")
+        return run_stage.PreparedRun({"strategy": strategy}, None, None, [], None, None, strategy)  # type: ignore[arg-type]
+
+    def fake_together(runs, progress=True):
+        happened.append(("together", *runs))
+        if shared_run_fails:
+            raise RuntimeError("an episode broke")
+        return {name: ([], {}) for name in runs}
+
+    def fake_write(prepared, trajectories, suites, out, *, wall):
+        assert wall is None  # shared batches: no wall time of its own
+        for name in group_stage.RUN_FILES:
+            (Path(out) / name).write_text(prepared.arguments["strategy"])
 
     def fake_run(*, strategy, out, **_):
+        happened.append(("alone", strategy))
         if strategy == "epic":
             raise RuntimeError("epic broke")
         for name in group_stage.RUN_FILES:
@@ -128,8 +149,17 @@ def test_a_group_stages_every_strategy_and_lists_the_one_that_failed(tmp_path, m
         for file in group_stage.EVALUATION_FILES:
             (Path(cell) / file).write_text("{}")
 
+    monkeypatch.setattr(run_stage, "prepare_run", fake_prepare)
+    monkeypatch.setattr(run_stage, "write_run", fake_write)
     monkeypatch.setattr(run_stage, "run", fake_run)
+    monkeypatch.setattr(runner, "run_together", fake_together)
     monkeypatch.setattr(evaluate_stage, "evaluate_cell", fake_evaluate)
+    return happened
+
+
+@pytest.mark.parametrize("shared_run_fails", [False, True])
+def test_a_group_stages_every_strategy_and_lists_the_one_that_failed(tmp_path, monkeypatch, shared_run_fails):
+    happened = _fake_stages(monkeypatch, shared_run_fails=shared_run_fails)
     out = tmp_path / "group"
     (out / "stale").mkdir(parents=True)
     record = group_stage.run_group(
@@ -143,6 +173,11 @@ def test_a_group_stages_every_strategy_and_lists_the_one_that_failed(tmp_path, m
         trained=["ppo=agents/ppo"],
         cell_names=[f"{s}=cells/{s}" for s in ("direct", "epic", "ppo")],
     )
+    # the strategies that set up are driven as one run; if that run fails, each runs alone instead
+    expected = [("together", "direct", "ppo")]
+    if shared_run_fails:
+        expected += [("alone", "direct"), ("alone", "ppo")]
+    assert happened == expected
     assert record["strategies"]["direct"] == "staged" and record["strategies"]["ppo"] == "staged"
     assert record["strategies"]["epic"] == "failed: epic broke"
     assert json.loads((out / "group.json").read_text())["strategies"] == record["strategies"]
@@ -177,10 +212,11 @@ def test_greedy_generations_are_shared_across_seeds_and_sampled_ones_are_not():
 
 
 def test_group_cells_plans_one_group_job_per_model_benchmark_and_seed(tmp_path):
-    done = run_snakemake("-n", "-p", "--configfile", "config/tiny.yaml", "--config", f"results={tmp_path}")
+    every = "config/tiny-every-strategy.yaml"
+    done = run_snakemake("-n", "-p", "--configfile", every, "--config", f"results={tmp_path}")
     assert done.returncode == 0, done.stderr[-3000:]
     counts = job_counts(done.stdout + done.stderr)
-    assert counts["run_group"] == 4 * 2 and counts["run_cell"] == 4 * 13 * 2
+    assert counts["run_group"] == 4 * 1 and counts["run_cell"] == 4 * 13 * 1  # 4 benchmarks, 13 strategies, 1 seed
     text = done.stdout + done.stderr
     assert "run-group --strategies direct ga_once" in text and "run --adopt" in text and "evaluate-cell --adopt" in text
     # the paper's grid (a GPU cluster) keeps one job per cell

@@ -27,7 +27,7 @@ from promis_repro.strategies.mutation import LexicalMutator, task_identifiers
 from promis_repro.strategies.prompt_parts import editable_parts
 from promis_repro.strategies.registry import STRATEGIES, Strategy
 from promis_repro.strategies.rewrite import FALLBACK, parse_rewrite, validate_rewrite
-from promis_repro.strategies.runner import run_strategy
+from promis_repro.strategies.runner import run_strategy, run_together, start_strategy
 
 ITERATIVE = ("ga_only", "rewrite_only", "random_hybrid", "epic", "reflexion", "self_correct")
 
@@ -204,6 +204,54 @@ def test_hidden_tests_never_reach_a_visible_run(data_dir, monkeypatch, tmp_path)
     # positive control: under oracle the hidden suite is used, and the run says it is leaky
     run_strategy("direct", tasks, FakeModels([ADD]), seed=0, feedback="oracle", config=StrategyConfig(), progress=False)
     assert any(tests is h for tests in seen for h in hidden)
+
+
+def test_strategies_driven_together_give_what_each_gives_alone_in_fewer_batches(data_dir):
+    """A group job drives its strategies as one run: same trajectories, shared batches, own barriers."""
+    tasks = load_benchmark("mbppplus", data_dir)[:3]
+    names = ("direct", "ga_once", "rewrite_once", *ITERATIVE)
+    # EPiC stops on a dataset-level gain: a threshold only its own 3 tasks can cross decides its barriers
+    config = StrategyConfig(max_generator_calls=3, max_rewriter_calls=3, max_steps=3, epic_min_gain=0.2)
+    programs = [ADD, "def f():\n    return 1", "def add(a, b):\n    return a - b"]
+
+    def start(name, models):
+        return start_strategy(name, tasks, models, seed=7, feedback="visible", config=config)
+
+    def view(trajectories):
+        return [(t.final_code, t.final_step, t.steps, t.ledger.as_dict(), t.info) for t in trajectories]
+
+    alone, batches_alone = {}, 0
+    for name in names:
+        models = FakeModels(programs)
+        alone[name] = view(run_together({name: start(name, models)}, progress=False)[name][0])
+        batches_alone += models.batches
+    shared = FakeModels(programs)
+    together = run_together({name: start(name, shared) for name in names}, progress=False)
+    assert {name: view(trajectories) for name, (trajectories, _) in together.items()} == alone
+    # greedy calls, and sampled calls at the same call index, share a batch across strategies
+    assert shared.batches < 0.75 * batches_alone
+
+
+def test_strategies_sharing_a_batch_dependent_model_keep_their_own_batches(data_dir):
+    """On a GPU, vLLM or CodeT5+'s padded batches a text depends on its batch mates: strategies driven
+    together there batch as each would alone."""
+    tasks = load_benchmark("mbppplus", data_dir)[:2]
+    names, config = ("direct", "ga_only", "rewrite_only"), StrategyConfig(max_generator_calls=2, max_rewriter_calls=2)
+
+    def dependent() -> FakeModels:
+        models = FakeModels([ADD])
+        for side in (models.generator, models.rewriter):
+            side.batch_independent = False
+        return models
+
+    alone = 0
+    for name in names:
+        models = dependent()
+        run_together({name: start_strategy(name, tasks, models, seed=1, feedback="visible", config=config)})
+        alone += models.batches
+    shared = dependent()
+    run_together({n: start_strategy(n, tasks, shared, seed=1, feedback="visible", config=config) for n in names})
+    assert shared.batches == alone
 
 
 def test_strategies_see_a_public_view(data_dir):

@@ -57,4 +57,6 @@ class ChatPrompt:
 class Generator(Protocol):
     model_id: dict[str, str]
 
-    def generate(self, prompts: list[ChatPrompt], settings: DecodingSettings) -> list[Completion]: ...
+    def generate(
+        self, prompts: list[ChatPrompt], settings: DecodingSettings | list[DecodingSettings]
+    ) -> list[Completion]: ...

@@ -11,6 +11,7 @@ as a miss, removed and regenerated.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -93,3 +94,67 @@ class GenerationCache:
         log.info(
             "%s: generation cache %d hits, %d misses (%d corrupt entries replaced)", label, s.hits, s.misses, s.corrupt
         )
+
+
+RENDER_FORMAT = 1
+
+
+@functools.cache
+def _renderer_version() -> str:
+    """The transformers version and a digest of ``hf.render_prompt``'s source: a changed renderer misses."""
+    import inspect
+    from importlib.metadata import version
+
+    from promis_repro.generation import hf
+
+    source = inspect.getsource(hf.render_prompt)
+    return f"{version('transformers')}:{hashlib.sha256(source.encode()).hexdigest()[:16]}"
+
+
+class RenderCache:
+    """The text a model reads for a prompt (its chat template applied), by model and prompt.
+
+    Rendering needs the model's tokenizer, which needs transformers (~3 s to import and load); a job
+    whose prompts were all rendered and generated before (a one-cell rerun) then reads both caches and
+    never imports it. The key holds what the text depends on: the model's identity (its tokenizer and
+    chat template come with its weights), its backend and prompt format, the transformers version, a
+    digest of ``hf.render_prompt``'s source and ``RENDER_FORMAT``.
+    """
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root) if root is not None else cache_root() / "rendered"
+
+    @staticmethod
+    def key(model: dict[str, Any], prompt: Any) -> str:
+        material = json.dumps(
+            {
+                "format": RENDER_FORMAT,
+                "renderer": _renderer_version(),
+                "model": model,
+                "messages": [list(message) for message in prompt.messages],
+                "text": prompt.text,
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(material.encode()).hexdigest()
+
+    def path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> str | None:
+        try:
+            entry = json.loads(self.path(key).read_text())
+            if entry["key"] != key or entry["checksum"] != hashlib.sha256(entry["text"].encode()).hexdigest():
+                raise ValueError("key or checksum mismatch")
+            return str(entry["text"])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError):
+            with contextlib.suppress(OSError):
+                self.path(key).unlink()
+            return None
+
+    def put(self, key: str, text: str) -> None:
+        entry = {"key": key, "checksum": hashlib.sha256(text.encode()).hexdigest(), "text": text}
+        atomic_write_text(self.path(key), json.dumps(entry, ensure_ascii=False))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,19 +162,20 @@ def decode(
     prompt_ids: list[list[int]],
     *,
     batch_size: int,
-    max_new_tokens: int,
+    max_new_tokens: int | Sequence[int],
     eos: set[int],
     choose: Callable[[Any, list[Row]], Any],
     piece: Callable[[int], str],
-    stopped: Callable[[str], bool],
+    stopped: Callable[[int, str], bool],
     device: Any,
     row_aligned: bool = False,
 ) -> Iterator[Row]:
     """Decode every prompt, ``batch_size`` rows at a time; yields each row as it finishes.
 
-    ``choose(logits, rows)`` turns a step's ``[rows, vocab]`` float logits into
-    the next tokens (greedy or seeded sampling); ``piece(token)`` is a token's
-    text and ``stopped(text)`` says whether a row's text has reached its end.
+    ``max_new_tokens``: one limit for every prompt, or one per prompt. ``choose(logits, rows)`` turns a
+    step's ``[rows, vocab]`` float logits into the next tokens (greedy or seeded sampling, each row by its
+    own settings); ``piece(token)`` is a token's text and ``stopped(index, text)`` says whether prompt
+    ``index``'s text has reached its end.
     ``row_aligned``: the model attends with ``row_aligned_attention`` (switched
     to ``ROW_ALIGNED``; the CPU); otherwise its own attention reads the cache
     with the padding mask (a GPU: no batch independence promised there).
@@ -183,10 +184,11 @@ def decode(
 
     from promis_repro.generation.linears import decode_step
 
-    if max_new_tokens <= 0:
-        yield from (Row(index=i, prompt_tokens=len(ids)) for i, ids in enumerate(prompt_ids))
+    limits = [max_new_tokens] * len(prompt_ids) if isinstance(max_new_tokens, int) else list(max_new_tokens)
+    yield from (Row(index=i, prompt_tokens=len(prompt_ids[i])) for i, limit in enumerate(limits) if limit <= 0)
+    waiting = [i for i, limit in enumerate(limits) if limit > 0][::-1]
+    if not waiting:
         return
-    waiting = list(range(len(prompt_ids)))[::-1]
     rows: list[Row] = []
     cache = RowAlignedCache(device, torch.float32 if row_aligned else None)
     flags = {"row_aligned": True} if row_aligned else {}
@@ -219,10 +221,10 @@ def decode(
                     continue
                 row.tokens.append(token)
                 row.text += piece(token)
-                if stopped(row.text):
+                if stopped(row.index, row.text):
                     row.finish = "stop"
                     continue
-                if len(row.tokens) >= max_new_tokens:
+                if len(row.tokens) >= limits[row.index]:
                     continue
                 keep.append(position)
             share = (time.monotonic() - started) / len(rows)

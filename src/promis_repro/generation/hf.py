@@ -76,6 +76,14 @@ def row_seed(seed: int, prompt_key: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}\x00{prompt_key}".encode()).digest()[:8], "little") & (2**63 - 1)
 
 
+def _by_settings(settings: list[DecodingSettings]) -> dict[DecodingSettings, list[int]]:
+    """The prompt indices of each distinct settings, in order."""
+    groups: dict[DecodingSettings, list[int]] = {}
+    for index, one in enumerate(settings):
+        groups.setdefault(one, []).append(index)
+    return groups
+
+
 class _GumbelSampler:
     """Logits processor: per-row seeded Gumbel noise, so argmax = a sample from softmax(logits)."""
 
@@ -163,13 +171,23 @@ class TransformersGenerator:
 
     # -- generation ------------------------------------------------------------------------------
 
-    def generate(self, prompts: list[ChatPrompt], settings: DecodingSettings) -> list[Completion]:
+    #: ``generate`` takes one settings per prompt (causal models): rows of different settings share a batch
+    mixed_settings = True
+
+    def generate(
+        self, prompts: list[ChatPrompt], settings: DecodingSettings | list[DecodingSettings]
+    ) -> list[Completion]:
         rendered = [self.render(p) for p in prompts]
+        per_row = [settings] * len(prompts) if isinstance(settings, DecodingSettings) else list(settings)
         started = time.monotonic()
         if self.seq2seq:
-            completions = self._generate_seq2seq_batches(rendered, settings)
+            completions: list[Completion] = [None] * len(prompts)  # type: ignore[list-item]
+            for one, indices in _by_settings(per_row).items():
+                batch = self._generate_seq2seq_batches([rendered[i] for i in indices], one)
+                for index, completion in zip(indices, batch, strict=True):
+                    completions[index] = completion
         else:
-            completions = self._decode_causal(rendered, settings)
+            completions = self._decode_causal(rendered, per_row)
         seconds = time.monotonic() - started
         if prompts:
             generated_tokens = sum(c.completion_tokens for c in completions)
@@ -211,7 +229,7 @@ class TransformersGenerator:
         eos.discard(None)
         return eos
 
-    def _decode_causal(self, texts: list[str], settings: DecodingSettings) -> list[Completion]:
+    def _decode_causal(self, texts: list[str], settings: list[DecodingSettings]) -> list[Completion]:
         """Continuous batching (``generation/decoding.py``): a finished row leaves, a waiting prompt joins.
 
         ``model.generate`` keeps finished rows in the batch until the longest
@@ -219,28 +237,43 @@ class TransformersGenerator:
         its batch mates; here neither happens, so a prompt's completion is the
         one it gets alone.
         """
+        import torch
+
         from promis_repro.generation.decoding import decode
 
         close_fence = self.spec.prompt_format == "instruct"
         prompt_ids = [self.tokenizer(text, add_special_tokens=False).input_ids for text in texts]
-        processors, sampler = self._processors(texts, settings)
+        # each row decodes by its own settings: its warpers, and its own generator when it samples
+        warpers = {one: self._processors([], one)[0] for one in set(settings)}
+        generators = {
+            i: torch.Generator(device="cpu").manual_seed(row_seed(one.seed, texts[i]))
+            for i, one in enumerate(settings)
+            if not one.greedy
+        }
 
         def choose(logits: Any, rows: list[Any]) -> Any:
-            scores = processors(None, logits)
-            if sampler is not None:
-                # each row draws from its own generator, whatever rows share the step
-                scores = _GumbelSampler.add_noise(scores, [sampler.generators[row.index] for row in rows])
-            return scores.argmax(dim=-1)
+            groups: dict[DecodingSettings, list[int]] = {}
+            for position, row in enumerate(rows):
+                groups.setdefault(settings[row.index], []).append(position)
+            chosen = torch.empty(len(rows), dtype=torch.long, device=logits.device)
+            for one, positions in groups.items():
+                # row-wise operations only: a row's token does not depend on which rows share the step
+                part = logits if len(groups) == 1 else logits[positions]
+                scores = warpers[one](None, part)
+                if not one.greedy:
+                    scores = _GumbelSampler.add_noise(scores, [generators[rows[p].index] for p in positions])
+                chosen[positions] = scores.argmax(dim=-1)
+            return chosen
 
         def piece(token: int) -> str:
             return self.tokenizer.decode([token], skip_special_tokens=True)
 
-        def stopped(text: str) -> bool:
-            return stop_position(text, settings.stop, close_fence) is not None
+        def stopped(index: int, text: str) -> bool:
+            return stop_position(text, settings[index].stop, close_fence) is not None
 
         completions: list[Completion | None] = [None] * len(texts)
         rows = decode(
-            self.model, prompt_ids, batch_size=self.batch_size, max_new_tokens=settings.max_new_tokens,
+            self.model, prompt_ids, batch_size=self.batch_size, max_new_tokens=[one.max_new_tokens for one in settings],
             eos=self._eos_ids(), choose=choose, piece=piece, stopped=stopped, device=self.device,
             row_aligned=self.device == "cpu",
         )  # fmt: skip
@@ -249,7 +282,7 @@ class TransformersGenerator:
         )
         for row in rows:
             text = self.tokenizer.decode(row.tokens, skip_special_tokens=True)
-            cut = stop_position(text, settings.stop, close_fence)
+            cut = stop_position(text, settings[row.index].stop, close_fence)
             if cut is not None:
                 text = text[:cut]
             completions[row.index] = Completion(

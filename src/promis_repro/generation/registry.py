@@ -112,8 +112,21 @@ class ModelSpec:
         return path
 
 
+#: device files a CUDA (or ROCm, or WSL's) GPU shows up as; without any, torch could find no GPU
+GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia", "/dev/kfd", "/dev/dxg")
+
+
+def gpu_available() -> bool:
+    """Whether torch sees a CUDA (or ROCm) GPU here; no torch import where no GPU device file exists."""
+    return _cuda_available()
+
+
 @functools.cache
 def _cuda_available() -> bool:
+    # importing torch costs ~1.5 s: a job that reads only caches (a one-cell rerun) should not pay it to
+    # learn that a machine without a GPU's device files has no GPU
+    if not any(Path(path).exists() for path in GPU_DEVICE_FILES):
+        return False
     import torch
 
     return bool(torch.cuda.is_available())

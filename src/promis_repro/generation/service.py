@@ -11,7 +11,7 @@ from typing import Any
 
 from promis_repro.errors import UserError
 from promis_repro.generation.base import ChatPrompt, Completion, DecodingSettings
-from promis_repro.generation.cache import GenerationCache, cache_key
+from promis_repro.generation.cache import GenerationCache, RenderCache, cache_key
 from promis_repro.generation.registry import ModelSpec, get_model
 
 log = logging.getLogger(__name__)
@@ -37,15 +37,20 @@ def shared_backends() -> Iterator[None]:
         _SHARED = outer
 
 
-def load_backend(spec: ModelSpec, **options: Any) -> Any:
-    if _SHARED is None:
-        return _load_backend(spec, **options)
-    # the whole spec (an adapter's path included), its precision and the loading options
-    key = json.dumps(
+def backend_key(spec: ModelSpec, **options: Any) -> str:
+    """What makes two backends the same: the whole spec (an adapter's path included), its precision and
+    the loading options."""
+    return json.dumps(
         {"spec": dataclasses.asdict(spec), "model": spec.generation_identity(), "options": options},
         sort_keys=True,
         default=str,
     )
+
+
+def load_backend(spec: ModelSpec, **options: Any) -> Any:
+    if _SHARED is None:
+        return _load_backend(spec, **options)
+    key = backend_key(spec, **options)
     if key not in _SHARED:
         _SHARED[key] = _load_backend(spec, **options)
     return _SHARED[key]
@@ -72,6 +77,19 @@ class CachedGenerator:
         self.options = options
         self._backend: Any = None
         self.model_id = spec.generation_identity()
+        #: generators with equal keys answer alike, so their requests may share a batch (runner.run_together)
+        self.batch_key = backend_key(spec, **options)
+        self.rendered = RenderCache(self.cache.root.with_name(f"{self.cache.root.name}-rendered"))
+        # what a prompt's rendering depends on: the tokenizer and chat template (the weights' identity)
+        self._render_identity = {**spec.identity(), "backend": spec.backend, "prompt_format": spec.prompt_format}
+
+    @property
+    def batch_independent(self) -> bool:
+        """Whether a prompt's completion is the same whatever shares its batch: our row-aligned causal
+        decoding on a CPU (``generation/decoding.py``); not a GPU's, vLLM's or a seq2seq model's padded batches."""
+        from promis_repro.generation.registry import gpu_available
+
+        return self.spec.backend == "transformers-causal" and not gpu_available()
 
     @property
     def backend(self) -> Any:
@@ -79,24 +97,59 @@ class CachedGenerator:
             self._backend = load_backend(self.spec, **self.options)
         return self._backend
 
-    def generate(self, prompts: list[ChatPrompt], settings: DecodingSettings) -> list[Completion]:
+    def generate(
+        self, prompts: list[ChatPrompt], settings: DecodingSettings | list[DecodingSettings]
+    ) -> list[Completion]:
+        """``settings``: one for every prompt, or one per prompt (``runner.run_together``'s batches)."""
         # cache keys use the prompt as the model reads it (chat template
         # applied); rendering needs only the tokenizer, so a run whose prompts
         # all hit the cache never loads the weights
+        per_row = [settings] * len(prompts) if isinstance(settings, DecodingSettings) else list(settings)
         texts = [self.render(p) for p in prompts]
-        keys = [cache_key(self.model_id, text, settings) for text in texts]
+        keys = [cache_key(self.model_id, text, one) for text, one in zip(texts, per_row, strict=True)]
         results: list[Completion | None] = [self.cache.get(key) for key in keys]
-        missing = [i for i, r in enumerate(results) if r is None]
+        # a prompt asked twice in one batch (strategies driven together) is generated once
+        first: dict[str, int] = {}
+        for i, result in enumerate(results):
+            if result is None:
+                first.setdefault(keys[i], i)
+        missing = list(first.values())
         if missing:
-            fresh = self.backend.generate([prompts[i] for i in missing], settings)
-            for index, completion in zip(missing, fresh):
+            fresh = self._generate([prompts[i] for i in missing], [per_row[i] for i in missing])
+            generated = {}
+            for index, completion in zip(missing, fresh, strict=True):
                 self.cache.put(keys[index], completion, {"model": self.model_id, "prompt": texts[index]})
-                results[index] = completion
+                generated[keys[index]] = results[index] = completion
+            for i, result in enumerate(results):
+                if result is None:  # a repeat: marked a cache hit, as a later call asking it would read it
+                    completion = generated[keys[i]]
+                    results[i] = dataclasses.replace(completion, cached=True, meta=dict(completion.meta))
         self.cache.log_stats(self.spec.name)
         return [r for r in results if r is not None]
 
+    def _generate(self, prompts: list[ChatPrompt], settings: list[DecodingSettings]) -> list[Completion]:
+        """Rows of different settings in one batch where the backend can (``mixed_settings``) and a row's
+        text does not depend on its batch mates, else one batch per settings (as each strategy alone)."""
+        distinct = list(dict.fromkeys(settings))
+        if len(distinct) == 1:
+            return self.backend.generate(prompts, distinct[0])
+        if getattr(self.backend, "mixed_settings", False) and self.batch_independent:
+            return self.backend.generate(prompts, settings)
+        results: list[Completion] = [None] * len(prompts)  # type: ignore[list-item]
+        for one in distinct:
+            indices = [i for i, each in enumerate(settings) if each == one]
+            answers = self.backend.generate([prompts[i] for i in indices], one)
+            for index, completion in zip(indices, answers, strict=True):
+                results[index] = completion
+        return results
+
     def render(self, prompt: ChatPrompt) -> str:
-        return self.renderer().render(prompt)
+        key = RenderCache.key(self._render_identity, prompt)
+        text = self.rendered.get(key)
+        if text is None:
+            text = self.renderer().render(prompt)
+            self.rendered.put(key, text)
+        return text
 
     def renderer(self) -> Any:
         if self._backend is not None:

@@ -123,8 +123,7 @@ def run_group(
     """
     from promis_repro.generation.service import shared_backends
     from promis_repro.provenance import provenance
-    from promis_repro.stages.evaluate import evaluate_cell
-    from promis_repro.stages.run import RUN_REQUEST_KEYS, run
+    from promis_repro.stages.run import RUN_REQUEST_KEYS
 
     trained_dirs = _pairs(trained, "--trained")
     names = _pairs(cell_names, "--cell-names")
@@ -133,27 +132,23 @@ def run_group(
         **{"limit": limit, "data_dir": data_dir, "pools": pools, "config_path": config_path},
         **{"budget": budget, "max_new_tokens": max_new_tokens, "batch_size": batch_size, "protocol": protocol},
     }
+    requests = {}
+    for strategy in strategies:
+        given = {"strategy": strategy, "trained_dir": trained_dirs.get(strategy), **shared}
+        requests[strategy] = {key: given.get(key) for key in RUN_REQUEST_KEYS}
     staging = Path(out)
     (staging / "group.json").unlink(missing_ok=True)
-    outcome: dict[str, str] = {}
+    for strategy in strategies:
+        shutil.rmtree(staging / strategy, ignore_errors=True)
+        (staging / strategy).mkdir(parents=True)
     with shared_backends():
+        outcome = _run_together(requests, staging, quiet)
         for strategy in strategies:
-            cell = staging / strategy
-            shutil.rmtree(cell, ignore_errors=True)
-            cell.mkdir(parents=True)
-            given = {"strategy": strategy, "trained_dir": trained_dirs.get(strategy), **shared}
-            arguments = {key: given.get(key) for key in RUN_REQUEST_KEYS}
-            try:
-                run(**arguments, out=cell, quiet=quiet)
-                atomic_write_json(cell / REQUEST, run_request(**arguments))
-                evaluate_cell(cell, benchmark, data_dir, workers=1, name=names.get(strategy))
-                atomic_write_json(cell / EVALUATED, evaluation_request(cell, benchmark, data_dir))
-                outcome[strategy] = "staged"
-            except Exception as exc:  # one strategy's failure is its own cell's to report (it runs alone)
-                log.warning("group %s: %s failed, its cell will run alone: %s", staging, strategy, exc)
-                log.info("%s", traceback.format_exc())
-                print(f"{strategy}: failed here ({exc}); its cell runs alone")
-                outcome[strategy] = f"failed: {exc}"
+            if strategy not in outcome:  # the shared run failed: each runs alone, as its cell would
+                outcome[strategy] = _run_alone(strategy, requests[strategy], staging, quiet)
+        for strategy in strategies:
+            if outcome[strategy] == "ran":
+                outcome[strategy] = _evaluate(strategy, requests[strategy], staging, names.get(strategy))
     record = {
         "model": model,
         "benchmark": benchmark,
@@ -171,6 +166,76 @@ def run_group(
     staged = sum(value == "staged" for value in outcome.values())
     print(f"group {model}/{benchmark}/seed {seed}: {staged} of {len(strategies)} strategies staged -> {staging}")
     return record
+
+
+def _run_together(requests: dict[str, dict[str, Any]], staging: Path, quiet: bool) -> dict[str, str]:
+    """Every strategy that sets up without error, driven as one run (``runner.run_together``: their requests
+    share the model's batches); each cell's run files written. ``{strategy: "ran" | "failed: ..."}``; none
+    of the prepared strategies is in it when the shared run itself failed."""
+    from promis_repro.stages.run import prepare_run, write_run
+    from promis_repro.strategies.runner import run_together
+
+    prepared = {}
+    outcome: dict[str, str] = {}
+    for strategy, request in requests.items():
+        try:
+            prepared[strategy] = prepare_run(**request)
+        except Exception as exc:  # its cell's own job reports it (it runs alone)
+            _failed(staging, strategy, exc, outcome)
+    if not prepared:
+        return outcome
+    try:
+        driven = run_together({name: run.strategy_run for name, run in prepared.items()}, progress=not quiet)
+    except Exception as exc:  # one episode's error stops the shared run: each runs alone instead
+        log.warning("group %s: the shared run failed (%s); each strategy runs alone", staging, exc)
+        log.info("%s", traceback.format_exc())
+        return outcome
+    for strategy, (trajectories, suites) in driven.items():
+        try:
+            write_run(prepared[strategy], trajectories, suites, staging / strategy, wall=None)
+            atomic_write_json(staging / strategy / REQUEST, run_request(**requests[strategy]))
+            outcome[strategy] = "ran"
+        except Exception as exc:
+            _failed(staging, strategy, exc, outcome)
+    return outcome
+
+
+def _run_alone(strategy: str, request: dict[str, Any], staging: Path, quiet: bool) -> str:
+    from promis_repro.stages.run import run
+
+    cell = staging / strategy
+    shutil.rmtree(cell, ignore_errors=True)
+    cell.mkdir(parents=True)
+    try:
+        run(**request, out=cell, quiet=quiet)
+        atomic_write_json(cell / REQUEST, run_request(**request))
+    except Exception as exc:
+        outcome: dict[str, str] = {}
+        _failed(staging, strategy, exc, outcome)
+        return outcome[strategy]
+    return "ran"
+
+
+def _evaluate(strategy: str, request: dict[str, Any], staging: Path, name: str | None) -> str:
+    from promis_repro.stages.evaluate import evaluate_cell
+
+    cell = staging / strategy
+    try:
+        evaluate_cell(cell, request["benchmark"], request["data_dir"], workers=1, name=name)
+        atomic_write_json(cell / EVALUATED, evaluation_request(cell, request["benchmark"], request["data_dir"]))
+    except Exception as exc:
+        outcome: dict[str, str] = {}
+        _failed(staging, strategy, exc, outcome)
+        return outcome[strategy]
+    return "staged"
+
+
+def _failed(staging: Path, strategy: str, exc: Exception, outcome: dict[str, str]) -> None:
+    """One strategy's failure is its own cell's to report: its cell job runs it alone."""
+    log.warning("group %s: %s failed, its cell will run alone: %s", staging, strategy, exc)
+    log.info("%s", traceback.format_exc())
+    print(f"{strategy}: failed here ({exc}); its cell runs alone")
+    outcome[strategy] = f"failed: {exc}"
 
 
 def _pairs(values: list[str] | None, option: str) -> dict[str, str]:

@@ -10,12 +10,16 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promis_repro.errors import UserError
 from promis_repro.grid import LEAKY_FEEDBACK, check_protocol
 from promis_repro.io import atomic_write_json, atomic_write_jsonl
+
+if TYPE_CHECKING:  # the runner imports the model stack; a group's adopting cell job never needs it
+    from promis_repro.strategies.runner import StrategyRun
 
 #: the arguments of ``run`` that decide its outputs (``stages.group.run_request``: a staged cell answers them)
 RUN_REQUEST_KEYS = (
@@ -62,18 +66,73 @@ def run(
         if adopt_staged(adopt, out, REQUEST, request, RUN_FILES):
             print(f"{strategy} / {model} on {benchmark}, seed {seed}: taken from its group's run ({adopt}) -> {out}")
             return json.loads((Path(out) / "cost.json").read_text())
-    # imported here, after the adoption above, which a group's cell job does in a fraction of a second
+    prepared = prepare_run(
+        strategy=strategy,
+        model=model,
+        rewriter=rewriter,
+        benchmark=benchmark,
+        seed=seed,
+        feedback=feedback,
+        limit=limit,
+        data_dir=data_dir,
+        pools=pools,
+        config_path=config_path,
+        budget=budget,
+        max_new_tokens=max_new_tokens,
+        trained_dir=trained_dir,
+        batch_size=batch_size,
+        protocol=protocol,
+    )
+    from promis_repro.strategies.runner import run_together
+
+    started = time.perf_counter()
+    trajectories, suites = run_together({strategy: prepared.strategy_run}, progress=not quiet)[strategy]
+    return write_run(prepared, trajectories, suites, out, wall=time.perf_counter() - started)
+
+
+@dataclass
+class PreparedRun:
+    """A run checked and set up (tasks, leakage check, agent, models, its episodes), not yet driven."""
+
+    arguments: dict[str, Any]  # strategy, model, rewriter (None when unused), benchmark, seed, ...
+    config: Any  # strategies.config.StrategyConfig
+    reward: Any  # rewards.RewardConfig
+    tasks: list[Any]
+    training_side: Any  # data.leakage.TrainingSide
+    models: Any  # strategies.runner.Models
+    strategy_run: StrategyRun
+
+
+def prepare_run(
+    *,
+    strategy: str,
+    model: str,
+    rewriter: str | None,
+    benchmark: str,
+    seed: int,
+    feedback: str,
+    limit: int | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    pools: str | os.PathLike[str] | None = None,
+    config_path: str | None = None,
+    budget: int | None = None,
+    max_new_tokens: int | None = None,
+    trained_dir: str | None = None,
+    batch_size: int = 32,
+    protocol: str = "ours",
+) -> PreparedRun:
+    """Everything ``run`` checks and loads before its episodes are driven (see ``run``); raises
+    ``UserError`` for a bad request before any model call."""
     from promis_repro.agent.trained import load_trained
     from promis_repro.agent.trl_agent import adapter_spec
     from promis_repro.data.leakage import TrainingSide
     from promis_repro.data.registry import evaluation_tasks
     from promis_repro.generation.registry import get_model
     from promis_repro.protocol import paper_protocol_problem
-    from promis_repro.provenance import provenance
     from promis_repro.strategies.config import load_strategy_file
     from promis_repro.strategies.feedback import check_mode
     from promis_repro.strategies.registry import get_strategy
-    from promis_repro.strategies.runner import Models, run_strategy
+    from promis_repro.strategies.runner import Models, start_strategy
 
     spec = get_strategy(strategy)
     check_mode(feedback)
@@ -99,19 +158,33 @@ def run(
     if spec.generator_adapter:  # the generator itself was fine-tuned (self_correct_rl)
         generator_spec = adapter_spec(get_model(model), trained_dir, strategy)
     models = Models(model, rewriter, batch_size=batch_size, rewriter_spec=rewriter_spec, generator_spec=generator_spec)
-    started = time.perf_counter()
-    trajectories, suites = run_strategy(
-        strategy,
-        tasks,
-        models,
-        seed=seed,
-        feedback=feedback,
-        config=config,
-        reward=reward,
-        trained=trained,
-        progress=not quiet,
+    strategy_run = start_strategy(
+        strategy, tasks, models, seed=seed, feedback=feedback, config=config, reward=reward, trained=trained
     )
-    wall = time.perf_counter() - started
+    arguments = {
+        **{"strategy": strategy, "model": model, "rewriter": rewriter, "benchmark": benchmark, "seed": seed},
+        **{"feedback": feedback, "protocol": protocol, "limit": limit, "trained_dir": trained_dir},
+    }
+    return PreparedRun(arguments, config, reward, tasks, training_side, models, strategy_run)
+
+
+def write_run(
+    prepared: PreparedRun,
+    trajectories: list[Any],
+    suites: dict[str, Any],
+    out: str | os.PathLike[str],
+    *,
+    wall: float | None,
+) -> dict[str, Any]:
+    """The cell's files from a driven run; ``wall`` None: the run shared its batches with other strategies
+    (a group job), so its wall time is its share of the model's time."""
+    from promis_repro.provenance import provenance
+
+    a = prepared.arguments
+    strategy, model, rewriter, benchmark, seed = a["strategy"], a["model"], a["rewriter"], a["benchmark"], a["seed"]
+    feedback, protocol, limit, trained_dir = a["feedback"], a["protocol"], a["limit"], a["trained_dir"]
+    config, reward, tasks, models = prepared.config, prepared.reward, prepared.tasks, prepared.models
+    training_side = prepared.training_side
     leaky = feedback == LEAKY_FEEDBACK
     samples, steps, per_task = [], [], {}
     for task, trajectory in zip(tasks, trajectories, strict=True):
@@ -165,7 +238,9 @@ def run(
         "reward": reward.as_dict(),
         "totals": totals,
         "mean_per_task": {k: v / len(tasks) for k, v in totals.items()},
-        "wall_seconds": round(wall, 3),
+        # shared batches: no wall time of its own; its model seconds are its share
+        "wall_seconds": round(totals["model_seconds"] if wall is None else wall, 3),
+        "wall_shared": wall is None,
         "per_task": per_task,
         "pools": training_side.hashes,
         "provenance": provenance(

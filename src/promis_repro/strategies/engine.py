@@ -106,21 +106,35 @@ def derive_seed(*parts: object) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
-ModelCall = Callable[[str, list[ChatPrompt], DecodingSettings], list[Completion]]
+ModelCall = Callable[[Any, list[ChatPrompt], Any], list[Completion]]  # settings: one, or one per prompt
 BarrierResolver = Callable[[str, dict[Any, Any]], dict[Any, Any]]
+#: which model serves an episode's request: (episode key, role) -> a hashable the model call receives
+Route = Callable[[Any, str], Any]
 
 
 def drive(
     episodes: dict[Any, Episode],
     call_model: ModelCall,
     ledgers: dict[Any, Ledger],
-    budgets: Budget,
+    budgets: Budget | dict[Any, Budget],
     resolve_barrier: BarrierResolver | None = None,
     progress: Callable[[int], None] | None = None,
+    route: Route | None = None,
+    mixed_settings: bool = False,
 ) -> dict[Any, Trajectory]:
-    """Run episodes to completion; model requests pending together are batched by (role, settings)."""
+    """Run episodes to completion; model requests pending together are batched by (model, settings).
+
+    ``route``: the model an episode's request goes to, passed to ``call_model`` in place of the role
+    (default: the role). Episodes of several strategies driven together (``runner.run_together``) route
+    to the same model when they share it, so their requests share its batches. ``budgets``: one budget
+    for every episode, or one per episode key. ``mixed_settings``: a model's pending requests form one
+    batch whatever their settings, and ``call_model`` gets one settings per prompt (a list).
+    """
     pending: dict[Any, Request] = {}
     results: dict[Any, Trajectory] = {}
+
+    def budget(key: Any) -> Budget:
+        return budgets[key] if isinstance(budgets, dict) else budgets
 
     def advance(key: Any, value: Any) -> None:
         try:
@@ -136,8 +150,9 @@ def drive(
             if request.purpose == "tests":
                 if ledgers[key].calls.get(f"{request.role}:tests", 0) >= 1:
                     raise BudgetExceeded(f"{key}: only one test-writing call per task")
-            elif used >= budgets.limit(request.role):
-                raise BudgetExceeded(f"{key}: {request.role} budget of {budgets.limit(request.role)} calls is spent")
+            elif used >= budget(key).limit(request.role):
+                limit = budget(key).limit(request.role)
+                raise BudgetExceeded(f"{key}: {request.role} budget of {limit} calls is spent")
         pending[key] = request
 
     for key in list(episodes):
@@ -145,11 +160,13 @@ def drive(
     while pending:
         calls = {k: r for k, r in pending.items() if isinstance(r, Generate)}
         if calls:
-            groups: dict[tuple[str, DecodingSettings], list[Any]] = defaultdict(list)
+            groups: dict[tuple[Any, DecodingSettings | None], list[Any]] = defaultdict(list)
             for key, request in calls.items():
-                groups[(request.role, request.settings)].append(key)
-            for (role, settings), keys in groups.items():
-                completions = call_model(role, [calls[k].prompt for k in keys], settings)
+                model = route(key, request.role) if route else request.role
+                groups[(model, None if mixed_settings else request.settings)].append(key)
+            for (model, settings), keys in groups.items():
+                asked = settings if settings is not None else [calls[k].settings for k in keys]
+                completions = call_model(model, [calls[k].prompt for k in keys], asked)
                 for key, completion in zip(keys, completions, strict=True):
                     ledgers[key].record(calls[key], completion)
                     advance(key, completion)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from promis_repro.data.task import StdioTests, Task
@@ -18,7 +19,7 @@ from promis_repro.progress import Progress
 from promis_repro.rewards import RewardConfig
 from promis_repro.strategies.actions import EpisodeContext, Tools
 from promis_repro.strategies.config import StrategyConfig
-from promis_repro.strategies.engine import Episode, Trajectory, drive
+from promis_repro.strategies.engine import Barrier, BarrierResolver, Budget, Episode, Ledger, Trajectory, drive
 from promis_repro.strategies.epic import BARRIER, make_barrier_resolver
 from promis_repro.strategies.feedback import (
     FeedbackSuite,
@@ -63,7 +64,9 @@ class Models:
         if self.rewriter is not None and self.rewriter.spec.prompt_format == "completion":
             raise UserError(f"rewriter {self.rewriter.spec.name} is not an instruct model")
 
-    def call(self, role: str, prompts: list[ChatPrompt], settings: DecodingSettings) -> list[Completion]:
+    def call(
+        self, role: str, prompts: list[ChatPrompt], settings: DecodingSettings | list[DecodingSettings]
+    ) -> list[Completion]:
         model = self.generator if role == "generator" else self.rewriter
         if model is None:
             raise UserError("this strategy needs a rewriter model (--rewriter)")
@@ -96,7 +99,23 @@ def with_selfgen(ctx: EpisodeContext, build_suite: Callable[[str], FeedbackSuite
     return result
 
 
-def run_strategy(
+@dataclass
+class StrategyRun:
+    """One strategy's episodes on its tasks, ready to be driven alone or beside other strategies'."""
+
+    strategy: str
+    tasks: list[Task]
+    models: Models
+    episodes: dict[str, Episode]
+    contexts: dict[str, EpisodeContext]
+    budget: Budget
+    resolve_barrier: BarrierResolver
+
+    def outcome(self, results: dict[str, Trajectory]) -> tuple[list[Trajectory], dict[str, FeedbackSuite]]:
+        return [results[t.task_id] for t in self.tasks], {k: c.suite for k, c in self.contexts.items()}
+
+
+def start_strategy(
     strategy: str,
     tasks: list[Task],
     models: Models,
@@ -106,13 +125,9 @@ def run_strategy(
     config: StrategyConfig,
     reward: RewardConfig | None = None,
     trained: Any = None,
-    progress: bool = True,
-) -> tuple[list[Trajectory], dict[str, FeedbackSuite]]:
-    """Run ``strategy`` on ``tasks``; ``trained`` is what its training wrote (``agent.trained.load_trained``).
-
-    Progress lines (``promis_repro.progress``): tasks done, model calls and tokens so far, elapsed, ETA;
-    ``progress=False`` keeps them off the terminal (a log file still gets them).
-    """
+) -> StrategyRun:
+    """``strategy``'s episodes on ``tasks`` (nothing runs yet); ``trained``: what its training wrote
+    (``agent.trained.load_trained``)."""
     spec = get_strategy(strategy)
     check_mode(feedback)
     if spec.uses_rewriter and models.rewriter is None:
@@ -140,10 +155,80 @@ def run_strategy(
 
             body = with_selfgen(ctx, build, body)
         episodes[task.task_id], contexts[task.task_id] = body, ctx
-    report = Progress(strategy, len(tasks), "tasks", terminal=progress)
+    resolver = make_barrier_resolver(len(tasks), config.epic_min_gain)
+
+    def resolve(name: str, payloads: dict[Any, Any]) -> dict[Any, Any]:
+        return resolver(name, payloads) if name == BARRIER else {}
+
+    return StrategyRun(strategy, tasks, models, episodes, contexts, tools.budget, resolve)
+
+
+def run_strategy(
+    strategy: str,
+    tasks: list[Task],
+    models: Models,
+    *,
+    seed: int,
+    feedback: str,
+    config: StrategyConfig,
+    reward: RewardConfig | None = None,
+    trained: Any = None,
+    progress: bool = True,
+) -> tuple[list[Trajectory], dict[str, FeedbackSuite]]:
+    """Run ``strategy`` on ``tasks``; ``trained`` is what its training wrote (``agent.trained.load_trained``).
+
+    Progress lines (``promis_repro.progress``): tasks done, model calls and tokens so far, elapsed, ETA;
+    ``progress=False`` keeps them off the terminal (a log file still gets them).
+    """
+    run = start_strategy(
+        strategy, tasks, models, seed=seed, feedback=feedback, config=config, reward=reward, trained=trained
+    )
+    return run_together({strategy: run}, progress=progress)[strategy]
+
+
+def run_together(
+    runs: dict[str, StrategyRun], *, progress: bool = True
+) -> dict[str, tuple[list[Trajectory], dict[str, FeedbackSuite]]]:
+    """Drive several strategies' episodes as one run: requests for the same model share its batches.
+
+    Each episode's outputs are what it gives driven alone: sampling seeds depend on (run seed, task,
+    call index), decoding is batch-independent, and each strategy keeps its own budget and its own
+    barriers (EPiC's dataset-level stop counts only its own tasks). The generation cache answers a
+    prompt asked by several strategies once.
+    """
+    episodes: dict[tuple[str, str], Episode] = {}
+    ledgers: dict[tuple[str, str], Ledger] = {}
+    budgets: dict[tuple[str, str], Budget] = {}
+    servers: dict[Any, tuple[Models, str]] = {}  # batch key -> a (models, role) that calls that model
+    routes: dict[tuple[str, str], Any] = {}  # (strategy, role) -> batch key
+    for name, run in runs.items():
+        for task_id, episode in run.episodes.items():
+            key = (name, task_id)
+            episodes[key] = _barriers_named(episode, name)
+            ledgers[key] = run.contexts[task_id].ledger
+            budgets[key] = run.budget
+        for role, model in (("generator", run.models.generator), ("rewriter", run.models.rewriter)):
+            if model is not None:
+                # generators with equal keys answer alike (CachedGenerator.batch_key): one batch for them all,
+                # where a row's text does not depend on its batch mates; elsewhere (a GPU, vLLM, CodeT5+'s
+                # padded batches) each strategy keeps its own batches, as its cell alone would have them
+                batch_key = getattr(model, "batch_key", id(model))
+                if not getattr(model, "batch_independent", False):
+                    batch_key = (name, batch_key)
+                routes[(name, role)] = batch_key
+                servers.setdefault(batch_key, (run.models, role))
+    total = len(episodes)
+    label = next(iter(runs)) if len(runs) == 1 else f"{len(runs)} strategies"
+    report = Progress(label, total, "tasks", terminal=progress)
     counts = {"finished": 0, "model_calls": 0, "tokens": 0}
 
-    def call(role: str, prompts: list[ChatPrompt], settings: DecodingSettings) -> list[Completion]:
+    def route(key: tuple[str, str], role: str) -> Any:
+        if (key[0], role) not in routes:
+            raise UserError(f"strategy {key[0]} needs a {role} model (--{role})")
+        return routes[(key[0], role)]
+
+    def call(batch_key: Any, prompts: list[ChatPrompt], settings: list[DecodingSettings]) -> list[Completion]:
+        models, role = servers[batch_key]
         completions = models.call(role, prompts, settings)
         counts["model_calls"] += len(completions)
         counts["tokens"] += sum(c.prompt_tokens + c.completion_tokens for c in completions)
@@ -154,15 +239,32 @@ def run_strategy(
         counts["finished"] += n
         report.update(counts["finished"], model_calls=counts["model_calls"], tokens=counts["tokens"])
 
+    def resolve(name: str, payloads: dict[Any, Any]) -> dict[Any, Any]:
+        strategy, _, barrier = name.partition(_BARRIER_SEPARATOR)
+        return runs[strategy].resolve_barrier(barrier, payloads)
+
     report.update(0)
-    resolver = make_barrier_resolver(len(tasks), config.epic_min_gain)
     results = drive(
-        episodes,
-        call,
-        {k: c.ledger for k, c in contexts.items()},
-        tools.budget,
-        resolve_barrier=lambda name, payloads: resolver(name, payloads) if name == BARRIER else {},
-        progress=finished,
+        episodes, call, ledgers, budgets, resolve_barrier=resolve, progress=finished, route=route, mixed_settings=True
     )
     report.finish()
-    return [results[t.task_id] for t in tasks], {k: c.suite for k, c in contexts.items()}
+    return {
+        name: run.outcome({task_id: results[(name, task_id)] for task_id in run.episodes}) for name, run in runs.items()
+    }
+
+
+_BARRIER_SEPARATOR = "\x1f"
+
+
+def _barriers_named(episode: Episode, strategy: str) -> Episode:
+    """``episode`` with its barriers renamed ``{strategy}<US>{name}``: strategies driven together meet only
+    their own tasks at a barrier."""
+    try:
+        request = next(episode)
+        while True:
+            if isinstance(request, Barrier):
+                request = Barrier(f"{strategy}{_BARRIER_SEPARATOR}{request.name}", request.payload)
+            reply = yield request
+            request = episode.send(reply)
+    except StopIteration as stop:
+        return stop.value
