@@ -60,7 +60,7 @@ log "second invocation: nothing to do"
 .venv/bin/python - <<'PY'
 import csv
 cells = list(csv.DictReader(open("results/tiny/aggregate/cells.csv")))
-scored = [c for c in cells if float(c["pass_at_1"]) > 0 or float(c["soft_pass_at_1"]) > 0]
+scored = [c for c in cells if float(c["pass_at_1_mean"]) > 0 or float(c["soft_pass_at_1_mean"]) > 0]
 assert len(scored) >= 3, f"only {len(scored)} of {len(cells)} tiny cells have a non-zero Pass@1 or SoftPass@1"
 print(f"signal: {len(scored)} of {len(cells)} cells with a non-zero Pass@1 or SoftPass@1")
 PY
