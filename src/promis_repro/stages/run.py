@@ -58,31 +58,16 @@ def run(
     carried into every output. ``quiet``: progress lines go to the log file only. ``adopt``: a group job's
     staged cell (``stages/group.py``), taken instead of running when it answered this very request.
     """
+    # the request's arguments are prepare_run's parameters, once (an adopted cell is checked against them)
+    given = dict(locals())
+    arguments = {key: given[key] for key in RUN_REQUEST_KEYS}
     if adopt:
         from promis_repro.stages.group import REQUEST, RUN_FILES, adopt_staged, run_request
 
-        given = dict(locals())
-        request = run_request(**{key: given[key] for key in RUN_REQUEST_KEYS})
-        if adopt_staged(adopt, out, REQUEST, request, RUN_FILES):
+        if adopt_staged(adopt, out, REQUEST, run_request(**arguments), RUN_FILES):
             print(f"{strategy} / {model} on {benchmark}, seed {seed}: taken from its group's run ({adopt}) -> {out}")
             return json.loads((Path(out) / "cost.json").read_text())
-    prepared = prepare_run(
-        strategy=strategy,
-        model=model,
-        rewriter=rewriter,
-        benchmark=benchmark,
-        seed=seed,
-        feedback=feedback,
-        limit=limit,
-        data_dir=data_dir,
-        pools=pools,
-        config_path=config_path,
-        budget=budget,
-        max_new_tokens=max_new_tokens,
-        trained_dir=trained_dir,
-        batch_size=batch_size,
-        protocol=protocol,
-    )
+    prepared = prepare_run(**arguments)
     from promis_repro.strategies.runner import run_together
 
     started = time.perf_counter()
