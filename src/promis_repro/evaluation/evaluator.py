@@ -16,6 +16,7 @@ from tqdm import tqdm
 from promis_repro.data.registry import load_benchmark, normalize_task_id
 from promis_repro.data.task import AssertTests, CallTests, Task, Tests
 from promis_repro.errors import UserError
+from promis_repro.evaluation.cache import ResultCache
 from promis_repro.evaluation.execute import ExpectedOutputs, ProgramResult, run_assert_tests, run_tests
 from promis_repro.evaluation.expected import expected_for
 from promis_repro.evaluation.levels import LevelSettings, ReferenceProfile, program_levels, reference_profile
@@ -117,9 +118,12 @@ def evaluate_samples(
     limits: SandboxLimits | None = None,
     progress: bool = True,
     levels: LevelSettings | None = None,
+    cache: ResultCache | None = None,
 ) -> tuple[list[dict[str, Any]], list[Task]]:
     """Score every sample; with ``levels``, each row also gets its five levels (``evaluation/levels.py``),
-    the canonical solution's resource use measured here, in this run, before its task's samples."""
+    the canonical solution's resource use measured here, before its task's samples. With ``cache``
+    (``evaluation/cache.py``), a run of a program on a suite is taken from the cache when this machine
+    made it before (the canonical solution's runs too), and stored otherwise."""
     if import_header not in IMPORT_HEADERS:
         raise UserError(f"unknown import header {import_header!r}; known: {', '.join(IMPORT_HEADERS)}")
     tasks = {t.task_id: t for t in load_benchmark(benchmark, data_dir)}
@@ -133,6 +137,7 @@ def evaluate_samples(
     # as its task is prepared. A slow task's reference run therefore starts
     # early, and no core idles behind a barrier between the two phases.
     suites: dict[str, tuple[Tests, ExpectedOutputs | None]] = {}
+    suite_keys: dict[str, str] = {}
     references: dict[str, ReferenceProfile | None] = {}
     by_task: dict[str, list[int]] = defaultdict(list)
     for index, sample in enumerate(samples):
@@ -147,6 +152,15 @@ def evaluate_samples(
     errors: list[BaseException] = []
     bar = tqdm(total=len(samples), desc=f"evaluate {benchmark}", leave=False, disable=not progress)
 
+    def run(task_id: str, code: str, repeat: int = 0) -> ProgramResult:
+        """``code`` on the task's suite; ``repeat``: which run of it (levels take medians of distinct runs)."""
+        tests, expected = suites[task_id]
+
+        def compute() -> ProgramResult:
+            return run_tests(code, tests, expected, limits=limits)
+
+        return compute() if cache is None else cache.run(code, suite_keys[task_id], repeat, compute)
+
     def prepare(task_id: str) -> None:
         task = tasks[task_id]
         tests = task.hidden_tests
@@ -156,13 +170,16 @@ def evaluate_samples(
         elif isinstance(tests, AssertTests):
             tests = reference_test_count(task, tests)
         suites[task_id] = (tests, expected)
+        if cache is not None:
+            suite_keys[task_id] = cache.suite_key(tests, expected, limits)
         if levels is not None:
             reference = task.reference_solution
+            repeats = itertools.count()
             references[task_id] = (
                 None
                 if reference is None
                 else reference_profile(
-                    lambda: run_tests(header + reference, tests, expected, limits=limits), levels.reference_repeats
+                    lambda: run(task_id, header + reference, next(repeats)), levels.reference_repeats
                 )
             )
         cost = sum(sum(limits_) for limits_ in expected.time_limits.values()) if expected else 0.0
@@ -171,21 +188,21 @@ def evaluate_samples(
 
     def score(index: int) -> None:
         sample = samples[index]
-        tests, expected = suites[sample.task_id]
+        code = header + sample.solution
         try:
-            result = run_tests(header + sample.solution, tests, expected, limits=limits)
+            result = run(sample.task_id, code)
         except Exception as exc:  # a harness fault on one program must not sink the others
             log.exception("%s sample %d: evaluation failed", sample.task_id, sample.sample_index)
             result = ProgramResult("error", [], error=f"harness error: {type(exc).__name__}: {exc}")
         rows[index] = result_row(sample, result)
         if levels is not None:
-            code = header + sample.solution
+            repeats = itertools.count(1)
             rows[index]["levels"] = program_levels(
                 sample.solution,
                 result,
                 references[sample.task_id],
                 levels,
-                rerun=lambda: run_tests(code, tests, expected, limits=limits),
+                rerun=lambda: run(sample.task_id, code, next(repeats)),
             )
         with done:
             remaining[0] -= 1

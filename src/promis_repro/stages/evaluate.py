@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from promis_repro.errors import UserError
 from promis_repro.io import atomic_write_jsonl, sha256_of, write_outputs
 
 if TYPE_CHECKING:
+    from promis_repro.evaluation.cache import ResultCache
     from promis_repro.evaluation.levels import LevelSettings
 
 
@@ -28,6 +30,7 @@ def _score(
     import_header: str = "none",
     progress: bool = False,
     levels: LevelSettings | None = None,
+    cache: ResultCache | None = None,
 ) -> tuple[list[dict[str, Any]], list[Any], dict[str, str | None], dict[str, Any]]:
     """Result rows, the benchmark's tasks, the data hashes (benchmark file, samples) and the active isolation."""
     from promis_repro.evaluation.evaluator import evaluate_samples
@@ -41,6 +44,7 @@ def _score(
         import_header=import_header,
         progress=progress,
         levels=levels,
+        cache=cache,
     )
     hashes = {benchmark: tasks[0].source_hash if tasks else None, "samples": sha256_of(samples)}
     return rows, tasks, hashes, detect_isolation().describe()
@@ -120,6 +124,7 @@ def evaluate_cell(
         if adopt_staged(adopt, cell, EVALUATED, evaluation_request(cell, benchmark, data_dir), EVALUATION_FILES):
             print(f"{cell}: scores taken from its group's evaluation ({adopt})")
             return json.loads((cell / "metrics.json").read_text())
+    from promis_repro.evaluation.cache import ResultCache
     from promis_repro.evaluation.levels import level_settings
     from promis_repro.metrics import summarize
     from promis_repro.provenance import provenance
@@ -130,10 +135,15 @@ def evaluate_cell(
     cost = json.loads(cost_path.read_text())
     # the levels as the run measured them for its reward (its strategy file's ``levels:``), defaults otherwise
     levels = level_settings(cost.get("reward", {}).get("levels"), f"{cost_path}: reward.levels")
-    rows, tasks, hashes, sandbox = _score(benchmark, cell / "samples.jsonl", data_dir, workers, levels=levels)
+    # the cells of a grid score many identical programs (every strategy's first candidate is the direct
+    # generation); each run is made once on this machine and shared (evaluation/cache.py)
+    cache = ResultCache()
+    rows, tasks, hashes, sandbox = _score(
+        benchmark, cell / "samples.jsonl", data_dir, workers, levels=levels, cache=cache
+    )
     difficulty = {task.task_id: task.difficulty for task in tasks}
     rows = [{**row, "difficulty": difficulty.get(row["task_id"])} for row in rows]  # APPS tables by difficulty
-    candidates = _score_candidates(cell, benchmark, data_dir, workers, rows)
+    candidates = _score_candidates(cell, benchmark, data_dir, workers, rows, cache)
     run = cost["provenance"]
     metrics: dict[str, Any] = {
         "model": run.get("config", {}).get("model"),
@@ -151,6 +161,7 @@ def evaluate_cell(
         "level_settings": levels.as_dict(),
         "stops": _stops(cost),
         "sandbox": sandbox,
+        "evaluation_cache": asdict(cache.stats),
     }
     metrics["provenance"] = provenance(
         config={"command": "evaluate-cell", "cell": name or str(cell), "run": run.get("config_hash")},
@@ -173,7 +184,12 @@ def _stops(cost: dict[str, Any]) -> dict[str, int]:
 
 
 def _score_candidates(
-    cell: Path, benchmark: str, data_dir: str | os.PathLike[str] | None, workers: int, finals: list[dict[str, Any]]
+    cell: Path,
+    benchmark: str,
+    data_dir: str | os.PathLike[str] | None,
+    workers: int,
+    finals: list[dict[str, Any]],
+    cache: ResultCache,
 ) -> list[dict[str, Any]]:
     """Every candidate a strategy produced (``trajectories.jsonl``), scored once on the hidden tests.
 
@@ -194,7 +210,7 @@ def _score_candidates(
         with tempfile.TemporaryDirectory(prefix="promis-candidates-") as scratch:
             path = Path(scratch) / "samples.jsonl"
             atomic_write_jsonl(path, ({"task_id": task_id, "solution": code} for task_id, code in pending))
-            results, *_ = _score(benchmark, path, data_dir, workers)
+            results, *_ = _score(benchmark, path, data_dir, workers, cache=cache)
         scored.update(zip(pending, results, strict=True))
     rows = []
     for step in steps:

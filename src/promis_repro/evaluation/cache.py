@@ -1,0 +1,155 @@
+"""Program results on a hidden test suite, cached by everything that decides them, shared across cells.
+
+A group of strategies scores the same programs many times: each strategy's first candidate is the direct
+generation of the task's prompt (greedy code is the same under every seed), several strategies end on
+it, and a program that loops costs its full time limits (EvalPlus: up to a minute a group) every time
+it is scored. Each sandboxed run's ``ProgramResult`` is kept under the sha256 of
+
+- ``FORMAT`` and the evaluator's version: a digest of the modules that decide a verdict (the runner,
+  the sandbox, the comparisons, the value codec);
+- the program text (import header included);
+- the suite: the tests, the expected outputs and their per-input time limits, the sandbox limits and
+  the isolation mode the run would get;
+- the CPU model: time limits and the resource use the efficiency level reads are this kind of machine's;
+- the repeat number: the efficiency level takes the median of several runs of one program, so run k
+  of a program is its own entry (the medians stay medians of distinct measurements).
+
+Entries are written like the generation cache's (``generation/cache.py``): a temporary file renamed into
+place, the key and a checksum inside; a truncated or mismatched entry is removed and counts as a miss.
+A harness fault (an exception) is never cached.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import logging
+import os
+import pickle
+import platform
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from promis_repro.data.task import Tests
+from promis_repro.evaluation.execute import ExpectedOutputs, Failure, GroupResult, ProgramResult
+from promis_repro.io import atomic_write_text, cache_root
+from promis_repro.sandbox.runner import SandboxLimits, detect_isolation
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+
+
+@functools.cache
+def evaluator_version() -> str:
+    """A digest of the sources that decide a verdict: a changed runner, sandbox or comparison misses."""
+    from promis_repro.evaluation import compare, execute, probes
+    from promis_repro.sandbox import child, runner, values
+
+    digest = hashlib.sha256()
+    for module in (execute, compare, probes, runner, child, values):
+        digest.update(Path(module.__file__ or "").read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@functools.cache
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return f"{platform.machine()} {platform.processor()}".strip()
+
+
+def _checksum(payload: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _result(payload: dict[str, Any]) -> ProgramResult:
+    return ProgramResult(
+        status=payload["status"],
+        groups=[GroupResult(**group) for group in payload["groups"]],
+        error=payload["error"],
+        failures=[Failure(**failure) for failure in payload["failures"]],
+        executed=payload["executed"],
+        cpu_seconds=payload["cpu_seconds"],
+        max_rss_bytes=payload["max_rss_bytes"],
+    )
+
+
+@dataclass
+class ResultCacheStats:
+    hits: int = 0
+    misses: int = 0
+    corrupt: int = 0
+
+
+class ResultCache:
+    """``run(code, suite, repeat, compute)``: the cached result, else ``compute()``'s, stored."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root) if root is not None else cache_root() / "evaluations"
+        self.stats = ResultCacheStats()
+        self._lock = threading.Lock()  # the evaluator's worker threads share one cache
+
+    @staticmethod
+    def suite_key(tests: Tests, expected: ExpectedOutputs | None, limits: SandboxLimits | None) -> str:
+        """The digest of a suite as run here (computed once per task; programs then add only their text).
+
+        An unpicklable or unstable suite only makes entries miss, never hit wrongly.
+        """
+        material = pickle.dumps(
+            (FORMAT, evaluator_version(), cpu_model(), detect_isolation().mode, limits, tests, expected),
+            protocol=4,
+        )
+        return hashlib.sha256(material).hexdigest()
+
+    @staticmethod
+    def key(code: str, suite: str, repeat: int) -> str:
+        material = json.dumps({"suite": suite, "code": code, "repeat": repeat}, separators=(",", ":"))
+        return hashlib.sha256(material.encode()).hexdigest()
+
+    def path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> ProgramResult | None:
+        path = self.path(key)
+        try:
+            entry = json.loads(path.read_text())
+            payload = entry["result"]
+            if entry.get("key") != key or entry.get("checksum") != _checksum(payload):
+                raise ValueError("key or checksum mismatch")
+            result = _result(payload)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("evaluation cache entry %s is corrupt (%s); running the program again", path, exc)
+            with self._lock:
+                self.stats.corrupt += 1
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return None
+        return result
+
+    def put(self, key: str, result: ProgramResult) -> None:
+        payload = asdict(result)
+        entry = {"key": key, "checksum": _checksum(payload), "result": payload}
+        atomic_write_text(self.path(key), json.dumps(entry))
+
+    def run(self, code: str, suite: str, repeat: int, compute: Callable[[], ProgramResult]) -> ProgramResult:
+        key = self.key(code, suite, repeat)
+        cached = self.get(key)
+        with self._lock:
+            if cached is not None:
+                self.stats.hits += 1
+                return cached
+            self.stats.misses += 1
+        result = compute()
+        self.put(key, result)
+        return result
