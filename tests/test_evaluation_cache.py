@@ -66,3 +66,25 @@ def test_the_key_holds_the_program_the_suite_and_the_repeat(data_dir):
     assert suite != ResultCache.suite_key(other.hidden_tests, None, None)
     keys = {ResultCache.key("x = 1", suite, 0), ResultCache.key("x = 2", suite, 0), ResultCache.key("x = 1", suite, 1)}
     assert len(keys) == 3
+
+
+def test_errors_and_unpicklable_suites_are_not_cached(tmp_path):
+    from promis_repro.evaluation.execute import ProgramResult
+
+    cache = ResultCache(tmp_path)
+    calls = []
+
+    def sandbox_failure():
+        calls.append(1)
+        return ProgramResult("error", [], error="sandbox zygote failed")
+
+    for _ in range(2):
+        assert cache.run("x = 1", "suite", 0, sandbox_failure).status == "error"
+    assert len(calls) == 2 and not any(tmp_path.iterdir())  # an error is rerun, never stored
+
+    class Local:  # pickle cannot find a class made inside a function (the decoder's run-time classes)
+        pass
+
+    assert ResultCache.suite_key(None, Local(), None) is None
+    assert cache.run("x = 1", None, 0, lambda: ProgramResult("pass", [])).status == "pass"
+    assert not any(tmp_path.iterdir())

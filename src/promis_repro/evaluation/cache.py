@@ -6,7 +6,7 @@ it, and a program that loops costs its full time limits (EvalPlus: up to a minut
 it is scored. Each sandboxed run's ``ProgramResult`` is kept under the sha256 of
 
 - ``FORMAT`` and the evaluator's version: a digest of the modules that decide a verdict (the runner,
-  the sandbox, the comparisons, the value codec);
+  the sandbox, the comparisons, the value codec) and the versions of Python, EvalPlus and NumPy;
 - the program text (import header included);
 - the suite: the tests, the expected outputs and their per-input time limits, the sandbox limits and
   the isolation mode the run would get;
@@ -14,9 +14,14 @@ it is scored. Each sandboxed run's ``ProgramResult`` is kept under the sha256 of
 - the repeat number: the efficiency level takes the median of several runs of one program, so run k
   of a program is its own entry (the medians stay medians of distinct measurements).
 
-Entries are written like the generation cache's (``generation/cache.py``): a temporary file renamed into
-place, the key and a checksum inside; a truncated or mismatched entry is removed and counts as a miss.
-A harness fault (an exception) is never cached.
+Only verdicts are kept (``pass``, ``fail``, ``timeout``): an ``error`` may be the sandbox's own failure
+(its zygote died, ...), which must not become every cell's verdict, and errors cost little to rerun; a
+harness fault (an exception) is never cached. A timeout is kept: a program that loops is the costly
+case, and one verdict for one program makes the paired comparisons of cells consistent. A suite that
+cannot be pickled (a value of a class the decoder made at run time) is not cached, and a failed write
+only logs. Entries are written like the generation cache's (``generation/cache.py``): a temporary file
+renamed into place, the key and a checksum inside; a truncated or mismatched entry is removed and
+counts as a miss.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import logging
 import os
 import pickle
 import platform
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -43,17 +49,23 @@ from promis_repro.sandbox.runner import SandboxLimits, detect_isolation
 log = logging.getLogger(__name__)
 
 FORMAT = 1
+#: the statuses a run is cached with (see the module's docstring for ``error``)
+CACHED_STATUSES = frozenset({"pass", "fail", "timeout"})
 
 
 @functools.cache
 def evaluator_version() -> str:
-    """A digest of the sources that decide a verdict: a changed runner, sandbox or comparison misses."""
+    """A digest of the sources that decide a verdict and of the Python, EvalPlus and NumPy versions:
+    a changed runner, sandbox, comparison or interpreter misses."""
+    from importlib.metadata import version
+
     from promis_repro.evaluation import compare, execute, probes
     from promis_repro.sandbox import child, runner, values
 
     digest = hashlib.sha256()
     for module in (execute, compare, probes, runner, child, values):
         digest.update(Path(module.__file__ or "").read_bytes())
+    digest.update(f"{sys.version}|{version('evalplus')}|{version('numpy')}".encode())
     return digest.hexdigest()[:16]
 
 
@@ -99,15 +111,21 @@ class ResultCache:
         self._lock = threading.Lock()  # the evaluator's worker threads share one cache
 
     @staticmethod
-    def suite_key(tests: Tests, expected: ExpectedOutputs | None, limits: SandboxLimits | None) -> str:
-        """The digest of a suite as run here (computed once per task; programs then add only their text).
+    def suite_key(tests: Tests, expected: ExpectedOutputs | None, limits: SandboxLimits | None) -> str | None:
+        """The digest of a suite as run here (computed once per task; programs then add only their text),
+        or None for a suite pickle cannot encode (its programs then run uncached).
 
-        An unpicklable or unstable suite only makes entries miss, never hit wrongly.
+        Pickle is not canonical (a set of strings comes out in each process's hash order): such a suite
+        only misses, never hits wrongly.
         """
-        material = pickle.dumps(
-            (FORMAT, evaluator_version(), cpu_model(), detect_isolation().mode, limits, tests, expected),
-            protocol=4,
-        )
+        try:
+            material = pickle.dumps(
+                (FORMAT, evaluator_version(), cpu_model(), detect_isolation().mode, limits, tests, expected),
+                protocol=4,
+            )
+        except Exception as exc:  # e.g. an expected value of a class the decoder made at run time
+            log.info("a suite is not cached (%s: %s)", type(exc).__name__, exc)
+            return None
         return hashlib.sha256(material).hexdigest()
 
     @staticmethod
@@ -142,7 +160,9 @@ class ResultCache:
         entry = {"key": key, "checksum": _checksum(payload), "result": payload}
         atomic_write_text(self.path(key), json.dumps(entry))
 
-    def run(self, code: str, suite: str, repeat: int, compute: Callable[[], ProgramResult]) -> ProgramResult:
+    def run(self, code: str, suite: str | None, repeat: int, compute: Callable[[], ProgramResult]) -> ProgramResult:
+        if suite is None:
+            return compute()
         key = self.key(code, suite, repeat)
         cached = self.get(key)
         with self._lock:
@@ -151,5 +171,9 @@ class ResultCache:
                 return cached
             self.stats.misses += 1
         result = compute()
-        self.put(key, result)
+        if result.status in CACHED_STATUSES:
+            try:
+                self.put(key, result)
+            except OSError as exc:  # a full or read-only cache costs speed, never a verdict
+                log.warning("evaluation cache: could not write %s (%s)", self.path(key), exc)
         return result

@@ -137,7 +137,7 @@ def evaluate_samples(
     # as its task is prepared. A slow task's reference run therefore starts
     # early, and no core idles behind a barrier between the two phases.
     suites: dict[str, tuple[Tests, ExpectedOutputs | None]] = {}
-    suite_keys: dict[str, str] = {}
+    suite_keys: dict[str, str | None] = {}
     references: dict[str, ReferenceProfile | None] = {}
     by_task: dict[str, list[int]] = defaultdict(list)
     for index, sample in enumerate(samples):
