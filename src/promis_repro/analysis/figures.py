@@ -62,6 +62,10 @@ def _by_benchmark(frame: pd.DataFrame) -> dict[str, Any]:
 
 
 def _finish(grid: sns.FacetGrid, x_label: str, y_label: str, rotate: bool = False) -> plt.Figure:
+    # the values alone: seaborn's "model = ... | benchmark = ..." overruns a panel's width
+    names = [name for name, values in (("{row_name}", grid.row_names), ("{col_name}", grid.col_names)) if values]
+    if names:
+        grid.set_titles(" · ".join(names))
     grid.set_axis_labels(x_label, y_label)
     if rotate:  # strategy names are long
         grid.tick_params(axis="x", rotation=60)
@@ -110,7 +114,6 @@ def bars(per_seed: pd.DataFrame) -> plt.Figure:
         **BARS_WITH_CIS,
         **_by_benchmark(frame),
     )
-    grid.set_titles("{row_name} · {col_name}")
     return _finish(grid, "", "mean over seeds", rotate=True)
 
 
