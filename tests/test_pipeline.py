@@ -139,17 +139,27 @@ def test_a_bad_config_stops_with_one_line_naming_the_key(tmp_path, key, value, n
     assert named in lines[0] and key in lines[0]
 
 
-def test_a_limit_per_benchmark_reaches_only_that_benchmarks_jobs(tmp_path):
-    """config/cpu-study.yaml: the first 20 MBPP test tasks, the first 32 HumanEval+ tasks."""
+@pytest.mark.parametrize("group_cells", [False, True])
+def test_a_limit_per_benchmark_reaches_only_that_benchmarks_jobs(tmp_path, group_cells):
+    """config/cpu-study.yaml: the first 20 MBPP test tasks, every HumanEval+ task; per cell or per group."""
     done = run_snakemake(
-        "-n", "-p", "--forceall", "--configfile", "config/cpu-study.yaml", "--config", f"results={tmp_path}"
+        "-n",
+        "-p",
+        "--forceall",
+        "--configfile",
+        "config/cpu-study.yaml",
+        "--config",
+        f"results={tmp_path}",
+        f"group_cells={str(group_cells).lower()}",
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    commands = [line for line in (done.stdout + done.stderr).splitlines() if " run-group " in line]
+    # a group job runs "run-group --strategies ...", a cell job "run --strategy ..."
+    verb = " run-group " if group_cells else "--strategy "
+    commands = [line for line in (done.stdout + done.stderr).splitlines() if verb in line]
     mbpp = [line for line in commands if "--benchmark mbpp " in line]
     humaneval = [line for line in commands if "--benchmark humanevalplus " in line]
     assert mbpp and humaneval and len(mbpp) + len(humaneval) == len(commands)
-    assert all("--limit 20 " in line for line in mbpp) and all("--limit 32 " in line for line in humaneval)
+    assert all("--limit 20 " in line for line in mbpp) and not any("--limit" in line for line in humaneval)
 
 
 def test_command_line_values_of_a_key_with_several_shapes_are_typed():
