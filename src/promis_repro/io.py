@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from promis_repro.errors import UserError
 
@@ -22,6 +24,57 @@ def cache_root() -> Path:
         return Path(explicit)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "promis-repro"
+
+
+T = TypeVar("T")
+
+
+def _checksum(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    corrupt: int = 0
+
+
+class ChecksummedEntries:
+    """A cache's entries: ``root/<key[:2]>/<key>.json``, each holding its key and a sha256 of its payload.
+
+    Written to a temporary file and renamed into place (atomic on POSIX and NFS), so many SLURM jobs can
+    share one directory with no database and no locks.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], field: str) -> None:
+        self.root = Path(root)
+        self.field = field  # the payload's name in an entry ("completion", "result", "text")
+
+    def path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    def read(self, key: str, decode: Callable[[Any], T]) -> tuple[T | None, str | None]:
+        """``(decode(payload), None)``; ``(None, None)`` for a missing entry; ``(None, why)`` for a truncated,
+        corrupt or mismatched entry or one ``decode`` rejects, which is removed (the caller makes it again)."""
+        path = self.path(key)
+        try:
+            entry = json.loads(path.read_text())
+            payload = entry[self.field]
+            if entry.get("key") != key or entry.get("checksum") != _checksum(payload):
+                raise ValueError("key or checksum mismatch")
+            return decode(payload), None
+        except FileNotFoundError:
+            return None, None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return None, str(exc) or type(exc).__name__
+
+    def write(self, key: str, payload: Any, **meta: Any) -> None:
+        entry = {"key": key, "checksum": _checksum(payload), self.field: payload, **meta}
+        # ASCII escapes: a lone surrogate (a program's output quoted in a failure) still writes
+        atomic_write_text(self.path(key), json.dumps(entry))
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

@@ -37,13 +37,13 @@ import platform
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from promis_repro.data.task import Tests
 from promis_repro.evaluation.execute import ExpectedOutputs, Failure, GroupResult, ProgramResult
-from promis_repro.io import atomic_write_text, cache_root
+from promis_repro.io import CacheStats, ChecksummedEntries, cache_root
 from promis_repro.sandbox.runner import SandboxLimits, detect_isolation
 
 log = logging.getLogger(__name__)
@@ -79,10 +79,6 @@ def cpu_model() -> str:
     return f"{platform.machine()} {platform.processor()}".strip()
 
 
-def _checksum(payload: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
 def _result(payload: dict[str, Any]) -> ProgramResult:
     return ProgramResult(
         status=payload["status"],
@@ -95,19 +91,13 @@ def _result(payload: dict[str, Any]) -> ProgramResult:
     )
 
 
-@dataclass
-class ResultCacheStats:
-    hits: int = 0
-    misses: int = 0
-    corrupt: int = 0
-
-
 class ResultCache:
     """``run(code, suite, repeat, compute)``: the cached result, else ``compute()``'s, stored."""
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         self.root = Path(root) if root is not None else cache_root() / "evaluations"
-        self.stats = ResultCacheStats()
+        self.entries = ChecksummedEntries(self.root, "result")
+        self.stats = CacheStats()
         self._lock = threading.Lock()  # the evaluator's worker threads share one cache
 
     @staticmethod
@@ -133,32 +123,18 @@ class ResultCache:
         material = json.dumps({"suite": suite, "code": code, "repeat": repeat}, separators=(",", ":"))
         return hashlib.sha256(material.encode()).hexdigest()
 
-    def path(self, key: str) -> Path:
-        return self.root / key[:2] / f"{key}.json"
-
     def get(self, key: str) -> ProgramResult | None:
-        path = self.path(key)
-        try:
-            entry = json.loads(path.read_text())
-            payload = entry["result"]
-            if entry.get("key") != key or entry.get("checksum") != _checksum(payload):
-                raise ValueError("key or checksum mismatch")
-            result = _result(payload)
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning("evaluation cache entry %s is corrupt (%s); running the program again", path, exc)
+        result, corrupt = self.entries.read(key, _result)
+        if corrupt:
+            log.warning(
+                "evaluation cache entry %s is corrupt (%s); running the program again", self.entries.path(key), corrupt
+            )
             with self._lock:
                 self.stats.corrupt += 1
-            with contextlib.suppress(OSError):
-                path.unlink()
-            return None
         return result
 
     def put(self, key: str, result: ProgramResult) -> None:
-        payload = asdict(result)
-        entry = {"key": key, "checksum": _checksum(payload), "result": payload}
-        atomic_write_text(self.path(key), json.dumps(entry))
+        self.entries.write(key, asdict(result))
 
     def run(self, code: str, suite: str | None, repeat: int, compute: Callable[[], ProgramResult]) -> ProgramResult:
         if suite is None:

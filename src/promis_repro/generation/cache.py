@@ -2,26 +2,24 @@
 
 Key: sha256 of (model identity incl. revision, the full prompt text the model
 reads, the decoding settings, the seed; greedy decoding without seed or top_p, which it never reads).
-temporary file in the same directory and renamed into place (atomic on POSIX
-and NFS), no database and no locks. Each entry repeats its key and carries a
+Entries (``io.ChecksummedEntries``) are written to a temporary file in the same directory and renamed
+into place (atomic on POSIX and NFS), no database and no locks. Each entry repeats its key and carries a
 checksum of its payload; a truncated, corrupt or mismatched entry is treated
 as a miss, removed and regenerated.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from promis_repro.generation.base import Completion, DecodingSettings
-from promis_repro.io import atomic_write_text, cache_root
+from promis_repro.io import CacheStats, ChecksummedEntries, cache_root
 
 log = logging.getLogger(__name__)
 
@@ -42,42 +40,19 @@ def cache_key(model_id: dict[str, Any], prompt_text: str, settings: DecodingSett
     return hashlib.sha256(material.encode()).hexdigest()
 
 
-def _checksum(payload: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-@dataclass
-class CacheStats:
-    hits: int = 0
-    misses: int = 0
-    corrupt: int = 0
-
-
 class GenerationCache:
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         self.root = Path(root) if root is not None else cache_root() / "generations"
+        self.entries = ChecksummedEntries(self.root, "completion")
         self.stats = CacheStats()
 
-    def path(self, key: str) -> Path:
-        return self.root / key[:2] / f"{key}.json"
-
     def get(self, key: str) -> Completion | None:
-        path = self.path(key)
-        try:
-            entry = json.loads(path.read_text())
-            payload = entry["completion"]
-            if entry.get("key") != key or entry.get("checksum") != _checksum(payload):
-                raise ValueError("key or checksum mismatch")
-            completion = Completion(**payload)
-        except FileNotFoundError:
+        completion, corrupt = self.entries.read(key, lambda payload: Completion(**payload))
+        if completion is None:
+            if corrupt:
+                log.warning("generation cache entry %s is corrupt (%s); regenerating", self.entries.path(key), corrupt)
+                self.stats.corrupt += 1
             self.stats.misses += 1
-            return None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning("generation cache entry %s is corrupt (%s); regenerating", path, exc)
-            self.stats.corrupt += 1
-            self.stats.misses += 1
-            with contextlib.suppress(OSError):
-                path.unlink()
             return None
         self.stats.hits += 1
         completion.cached = True
@@ -86,8 +61,7 @@ class GenerationCache:
     def put(self, key: str, completion: Completion, meta: dict[str, Any]) -> None:
         payload = completion.as_dict()
         payload["cached"] = False
-        entry = {"key": key, "checksum": _checksum(payload), "completion": payload, **meta}
-        atomic_write_text(self.path(key), json.dumps(entry, ensure_ascii=False))
+        self.entries.write(key, payload, **meta)
 
     def log_stats(self, label: str) -> None:
         s = self.stats
@@ -96,7 +70,7 @@ class GenerationCache:
         )
 
 
-RENDER_FORMAT = 1
+RENDER_FORMAT = 2  # 2: entries in the shared ChecksummedEntries layout
 
 
 @functools.cache
@@ -123,6 +97,7 @@ class RenderCache:
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         self.root = Path(root) if root is not None else cache_root() / "rendered"
+        self.entries = ChecksummedEntries(self.root, "text")
 
     @staticmethod
     def key(model: dict[str, Any], prompt: Any) -> str:
@@ -139,22 +114,9 @@ class RenderCache:
         )
         return hashlib.sha256(material.encode()).hexdigest()
 
-    def path(self, key: str) -> Path:
-        return self.root / key[:2] / f"{key}.json"
-
     def get(self, key: str) -> str | None:
-        try:
-            entry = json.loads(self.path(key).read_text())
-            if entry["key"] != key or entry["checksum"] != hashlib.sha256(entry["text"].encode()).hexdigest():
-                raise ValueError("key or checksum mismatch")
-            return str(entry["text"])
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError):
-            with contextlib.suppress(OSError):
-                self.path(key).unlink()
-            return None
+        text, _ = self.entries.read(key, str)  # a corrupt entry is removed and rendered again
+        return text
 
     def put(self, key: str, text: str) -> None:
-        entry = {"key": key, "checksum": hashlib.sha256(text.encode()).hexdigest(), "text": text}
-        atomic_write_text(self.path(key), json.dumps(entry, ensure_ascii=False))
+        self.entries.write(key, text)
