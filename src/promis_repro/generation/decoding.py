@@ -8,7 +8,9 @@ in the batch; the masked tail adds exact zeros to the softmax. With matrix
 products padded to row counts that round alike (``generation/linears.py``,
 which the CPU's models use), a prompt's output does not depend on its batch mates,
 and the decode step is free to be continuous: a row that finishes leaves the
-batch at once and a waiting prompt takes its place.
+batch at once and a waiting prompt takes its place. The same property lets a
+greedy row feed draft tokens (``drafts.py``) as extra inputs of a step: each
+is computed as it would be on its own, so the tokens kept are plain decoding's.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from transformers.cache_utils import Cache, DynamicLayer
+
+from promis_repro.generation.drafts import DRAFT_INPUTS, NgramDrafter
 
 # slots added to a row buffer when it is full (amortised growth instead of a copy every step)
 GROWTH = 64
@@ -41,16 +45,13 @@ class RowAlignedLayer(DynamicLayer):
         self.keys, self.values = self.buffer_keys[:, :, :span], self.buffer_values[:, :, :span]
 
     def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
-        import torch
-
-        # one new token per row, written at that row's own next slot
-        needed = self.owner.span + 1
+        # each input of the step (a row's token, or a draft after it) written at its own slot of its row
+        rows, slots, needed = self.owner.writes
         if needed > self.buffer_keys.shape[-2]:
             self.buffer_keys = _grow(self.buffer_keys, needed)
             self.buffer_values = _grow(self.buffer_values, needed)
-        rows = torch.arange(key_states.shape[0], device=key_states.device)
-        self.buffer_keys[rows, :, self.owner.lengths] = key_states[:, :, 0].to(self.buffer_keys.dtype)
-        self.buffer_values[rows, :, self.owner.lengths] = value_states[:, :, 0].to(self.buffer_values.dtype)
+        self.buffer_keys[rows, :, slots] = key_states[:, :, 0].to(self.buffer_keys.dtype)
+        self.buffer_values[rows, :, slots] = value_states[:, :, 0].to(self.buffer_values.dtype)
         return self.buffer_keys[:, :, :needed], self.buffer_values[:, :, :needed]
 
     def get_seq_length(self) -> int:
@@ -97,13 +98,14 @@ class RowAlignedCache(Cache):
     """The model's cache during decoding: per-row lengths, the layers' buffers aligned at slot 0."""
 
     def __init__(self, device: Any, dtype: Any = None) -> None:
-        """``dtype``: the buffers' (None: the model's). float32 for ``row_aligned_attention``, which multiplies
-        in float32: converting a row's whole cache every step would cost more."""
+        """``dtype``: the buffers' (None: the model's). float32 for ``row_aligned_attention``, which reads
+        float32 buffers: converting a row's whole cache every step would cost more."""
         import torch
 
         self.dtype = dtype
         self.lengths = torch.zeros(0, dtype=torch.long, device=device)
         self.span = 0  # the longest row's length: the slots the next step attends over (plus its own)
+        self.writes: tuple[Any, Any, int] = (None, None, 0)  # plan_step's: the inputs' rows and slots, slots needed
         super().__init__(layers=[])
 
     def add_row(self, prefilled: Cache, length: int) -> None:
@@ -129,10 +131,22 @@ class RowAlignedCache(Cache):
         for layer in self.layers:
             layer.select_rows(rows)
 
-    def advance(self) -> None:
-        """After a step: every row holds one more token."""
-        self.lengths = self.lengths + 1
-        self.span = int(self.lengths.max())
+    def plan_step(self, rows: Any = None, offsets: Any = None) -> Any:
+        """Where the next step's inputs go: input ``i`` to row ``rows[i]``, ``offsets[i]`` slots past that row's
+        length (default: one input a row, at its length). Returns the inputs' positions."""
+        import torch
+
+        if rows is None:
+            rows = torch.arange(len(self.lengths), device=self.lengths.device)
+            offsets = torch.zeros_like(rows)
+        positions = self.lengths[rows] + offsets
+        self.writes = (rows, positions, int(positions.max()) + 1 if len(positions) else self.span + 1)
+        return positions
+
+    def advance(self, counts: Any = 1) -> None:
+        """After a step: row ``b`` holds ``counts[b]`` more tokens (a tensor, or one count for every row)."""
+        self.lengths = self.lengths + counts
+        self.span = int(self.lengths.max()) if len(self.lengths) else 0
         for layer in self.layers:
             layer._expose()
 
@@ -155,6 +169,9 @@ class Row:
     text: str = ""
     finish: str = "length"
     seconds: float = 0.0  # its prefill, and its share of each step it was in (rows share a step's time)
+    drafter: NgramDrafter | None = None
+    drafts: list[int] = field(default_factory=list)  # the draft tokens after its last token in the last step
+    stepped: bool = False  # whether it was in the last step (else it was just prefilled)
 
 
 def decode(
@@ -169,6 +186,7 @@ def decode(
     stopped: Callable[[int, str], bool],
     device: Any,
     row_aligned: bool = False,
+    draftable: Callable[[int], bool] | None = None,
 ) -> Iterator[Row]:
     """Decode every prompt, ``batch_size`` rows at a time; yields each row as it finishes.
 
@@ -179,10 +197,14 @@ def decode(
     ``row_aligned``: the model attends with ``row_aligned_attention`` (switched
     to ``ROW_ALIGNED``; the CPU); otherwise its own attention reads the cache
     with the padding mask (a GPU: no batch independence promised there).
+    ``draftable(index)``: whether prompt ``index`` decodes greedily, so that draft tokens looked up in its
+    context (``drafts.py``) may fill the batch's free rows; only with ``LlamaDecodeStep`` (row-aligned, so the
+    text is the same with or without drafts).
     """
     import torch
 
     from promis_repro.generation.linears import decode_step
+    from promis_repro.generation.llama_step import LlamaDecodeStep
 
     limits = [max_new_tokens] * len(prompt_ids) if isinstance(max_new_tokens, int) else list(max_new_tokens)
     yield from (Row(index=i, prompt_tokens=len(prompt_ids[i])) for i, limit in enumerate(limits) if limit <= 0)
@@ -191,9 +213,10 @@ def decode(
         return
     rows: list[Row] = []
     cache = RowAlignedCache(device, torch.float32 if row_aligned else None)
-    flags = {"row_aligned": True} if row_aligned else {}
-    next_tokens: Any = None
     prefill = functools.partial(_prefill, model, device=device)
+    # Llama-architecture models step through ``LlamaDecodeStep``: the model's own operations without its modules'
+    # Python overhead (same logits, bit for bit); others through their forward
+    fast_step = LlamaDecodeStep(model) if row_aligned and LlamaDecodeStep.supports(model) else None
 
     def admit() -> list[Any]:
         logits = []
@@ -202,31 +225,36 @@ def decode(
             started = time.monotonic()
             row_logits, prefilled = prefill(prompt_ids[index])
             cache.add_row(prefilled, len(prompt_ids[index]))
-            rows.append(Row(index=index, prompt_tokens=len(prompt_ids[index]), seconds=time.monotonic() - started))
+            rows.append(
+                Row(
+                    index=index,
+                    prompt_tokens=len(prompt_ids[index]),
+                    seconds=time.monotonic() - started,
+                    drafter=NgramDrafter(prompt_ids[index]),
+                )
+            )
             logits.append(row_logits)
         return logits
 
     with torch.inference_mode():
-        pending_logits = admit()
-        logits = torch.cat(pending_logits) if pending_logits else None
+        logits = _stack(admit())
         while rows:
-            # a row's next token: from its prefill (new rows) or from the last step (the others)
+            # each row's next tokens: the model's choice after its last input, then after each draft it agreed with
             started = time.monotonic()
-            next_tokens = choose(logits, rows)
-            keep = []
-            for position, token in enumerate(next_tokens.tolist()):
-                row = rows[position]
-                if token in eos:
-                    row.finish = "eos"
-                    continue
-                row.tokens.append(token)
-                row.text += piece(token)
-                if stopped(row.index, row.text):
-                    row.finish = "stop"
-                    continue
-                if len(row.tokens) >= limits[row.index]:
-                    continue
-                keep.append(position)
+            inputs = [row for row in rows for _ in range(1 + len(row.drafts))]
+            chosen = choose(logits, inputs).tolist()
+            keep, counts, at = [], [], 0
+            for position, row in enumerate(rows):
+                proposals, drafts = chosen[at : at + 1 + len(row.drafts)], row.drafts
+                at += len(proposals)
+                agreed = 0
+                while agreed < len(drafts) and proposals[agreed] == drafts[agreed]:
+                    agreed += 1
+                # a stepped row's cache now holds its input and the drafts agreed with; a prefilled one is complete
+                counts.append(1 + agreed if row.stepped else 0)
+                if _take(row, proposals[: agreed + 1], eos, piece, stopped, limits[row.index]):
+                    keep.append(position)
+            cache.advance(torch.tensor(counts, dtype=torch.long, device=device))
             share = (time.monotonic() - started) / len(rows)
             for row in rows:
                 row.seconds += share
@@ -234,27 +262,73 @@ def decode(
                 if position not in keep:
                     yield rows[position]
             if len(keep) < len(rows):
-                index = torch.tensor(keep, dtype=torch.long, device=device)
-                cache.select_rows(index)
-                next_tokens = next_tokens[index]
+                cache.select_rows(torch.tensor(keep, dtype=torch.long, device=device))
                 rows = [rows[p] for p in keep]
-            step_rows = len(rows)
             step_logits = None
-            if step_rows:
+            if rows:
                 started = time.monotonic()
-                mask, positions = cache.step_inputs()
+                # drafts fill a step up to DRAFT_INPUTS inputs (never past ``batch_size``, the size the padded
+                # products were probed for)
+                drafting = fast_step is not None and draftable is not None
+                free = min(batch_size, DRAFT_INPUTS) - len(rows) if drafting else 0
+                for row in rows:
+                    row.stepped = True
+                    row.drafts = []
+                    if free > 0 and draftable(row.index):
+                        row.drafter.extend(row.tokens[len(row.drafter.tokens) - row.prompt_tokens :])
+                        row.drafts = row.drafter.draft(min(free, limits[row.index] - len(row.tokens) - 1))
+                        free -= len(row.drafts)
+                tokens = torch.tensor(
+                    [token for row in rows for token in (row.tokens[-1], *row.drafts)], dtype=torch.long, device=device
+                )
                 with decode_step():
-                    step_logits = model(
-                        input_ids=next_tokens[:, None], attention_mask=mask, position_ids=positions, cache=cache,
-                        use_cache=True, logits_to_keep=1, **flags,
-                    ).logits[:, -1, :].float()  # fmt: skip
-                cache.advance()
-                share = (time.monotonic() - started) / step_rows
+                    if fast_step is not None:
+                        owners = torch.tensor(
+                            [p for p, row in enumerate(rows) for _ in range(1 + len(row.drafts))], device=device
+                        )
+                        offsets = torch.tensor([i for row in rows for i in range(1 + len(row.drafts))], device=device)
+                        positions = cache.plan_step(owners, offsets)
+                        # each input attends its row's slots up to its own
+                        step_logits = fast_step(
+                            tokens[:, None], positions[:, None], cache, (positions + 1).numpy(), owners.numpy()
+                        )
+                    else:
+                        cache.plan_step()
+                        mask, positions = cache.step_inputs()
+                        flags = {"row_lengths": (cache.lengths + 1).numpy()} if row_aligned else {}
+                        step_logits = model(
+                            input_ids=tokens[:, None], attention_mask=mask, position_ids=positions, cache=cache,
+                            use_cache=True, logits_to_keep=1, **flags,
+                        ).logits[:, -1, :].float()  # fmt: skip
+                share = (time.monotonic() - started) / len(rows)
                 for row in rows:
                     row.seconds += share
-            new_logits = admit()
-            parts = ([step_logits] if step_logits is not None else []) + new_logits
-            logits = torch.cat(parts) if parts else None
+            logits = _stack(([step_logits] if step_logits is not None else []) + admit())
+
+
+def _stack(parts: list[Any]) -> Any:
+    import torch
+
+    return torch.cat(parts) if parts else None
+
+
+def _take(
+    row: Row, tokens: list[int], eos: set[int], piece: Callable[[int], str], stopped: Callable[[int, str], bool],
+    limit: int,
+) -> bool:  # fmt: skip
+    """Append ``tokens`` to ``row`` up to its end (an end-of-sequence token, a stop, its limit); whether it goes on."""
+    for token in tokens:
+        if token in eos:
+            row.finish = "eos"
+            return False
+        row.tokens.append(token)
+        row.text += piece(token)
+        if stopped(row.index, row.text):
+            row.finish = "stop"
+            return False
+        if len(row.tokens) >= limit:
+            return False
+    return True
 
 
 ROW_ALIGNED = "promis_row_aligned"
@@ -268,33 +342,21 @@ def row_aligned_attention(
     Batched SDPA over rows of different lengths needs a mask, and a masked
     call takes other kernels than an unmasked one (transformers even packs
     grouped heads differently), whose roundings depend on the longest row. So
-    a decode step attends row by row over exactly that row's slots, with plain
-    matrix products in float32; a prompt's prefill (always alone) is plain
-    SDPA. Row by row, these cost a third of SDPA's CPU kernel (measured for
-    SmolLM2-135M, bench/RESULTS.md: 44 vs 129 us a row and layer; bf16
-    products of a new length each step are slower still, 238 us).
+    a decode step attends row by row over exactly that row's slots
+    (``row_attention.attend_rows``: compiled loops bounded by the row's own
+    length); a prompt's prefill (always alone) is plain SDPA.
     """
-    import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    # only decode() steps over a RowAlignedCache (which pass row_aligned=True) go row by row; anything else
+    # only decode() steps over a RowAlignedCache (which pass each row's slot count) go row by row; anything else
     # (a prompt's prefill, a plain forward or generate on this model) is ordinary SDPA
-    if not kwargs.pop("row_aligned", False):
+    row_lengths = kwargs.pop("row_lengths", None)
+    if row_lengths is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
-    if attention_mask is None:
-        lengths = [key.shape[2]] * query.shape[0]
-    else:
-        lengths = attention_mask[:, 0, -1, :].sum(-1).tolist()
-    heads, kv_heads, dim = query.shape[1], key.shape[1], query.shape[-1]
-    scale = scaling if scaling is not None else dim**-0.5
-    # query heads grouped by the key/value head they share (head h reads kv head h // group), scaled once
-    grouped = (query[:, :, 0].float() * scale).reshape(query.shape[0], kv_heads, heads // kv_heads, dim)
-    keys, values = key.float().transpose(2, 3), value.float()  # no-ops: RowAlignedCache keeps float32 here
-    outputs = []
-    for row, length in enumerate(lengths):
-        weights = torch.softmax(torch.bmm(grouped[row], keys[row, :, :, :length]), dim=-1)
-        outputs.append(torch.bmm(weights, values[row, :, :length]))
-    return torch.stack(outputs).reshape(query.shape[0], 1, heads, dim).to(query.dtype), None
+    from promis_repro.generation.row_attention import attend_rows
+
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    return attend_rows(query, key, value, row_lengths, scale), None
 
 
 @functools.cache

@@ -275,7 +275,7 @@ class TransformersGenerator:
         rows = decode(
             self.model, prompt_ids, batch_size=self.batch_size, max_new_tokens=[one.max_new_tokens for one in settings],
             eos=self._eos_ids(), choose=choose, piece=piece, stopped=stopped, device=self.device,
-            row_aligned=self.device == "cpu",
+            row_aligned=self.device == "cpu", draftable=lambda index: settings[index].greedy,
         )  # fmt: skip
         progress = tqdm(
             total=len(texts), desc=f"generate {self.spec.name}", leave=False, disable=len(texts) <= self.batch_size
