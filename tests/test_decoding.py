@@ -94,18 +94,19 @@ def test_the_llama_step_gives_the_models_own_logits_bit_for_bit(backend, data_di
 
 def test_drafts_come_from_the_latest_earlier_occurrence_of_the_longest_suffix():
     drafter = NgramDrafter([1, 2, 3, 4, 1, 2])
-    assert drafter.draft() == [3, 4, 1, 2]  # (1, 2) occurred at the start, followed by 3, 4, 1, 2
+    assert drafter.draft(4) == [3, 4, 1, 2]  # (1, 2) occurred at the start, followed by 3, 4, 1, 2
     drafter.extend([3, 9, 1, 2])
     assert drafter.draft(2) == [3, 9]  # (1, 2) last occurred before 3, 9 (its first occurrence: before 3, 4)
     drafter.extend([3, 9])
-    assert drafter.draft() == [1, 2, 3, 9]  # the 4-gram (1, 2, 3, 9) occurred
-    assert NgramDrafter([5, 6, 7]).draft() == []  # a suffix never seen before: nothing to propose
+    assert drafter.draft(4) == [1, 2, 3, 9]  # the 4-gram (1, 2, 3, 9) occurred
+    assert NgramDrafter([5, 6, 7]).draft(4) == []  # a suffix never seen before: nothing to propose
     assert NgramDrafter([5, 5]).draft(0) == []
 
 
 def test_drafts_change_the_steps_not_the_text(backend, data_dir, monkeypatch):
-    """Greedy rows take draft tokens into free rows of a step; the texts are those of plain decoding, in
-    fewer steps. Sampled rows take none."""
+    """Greedy rows take draft tokens into free inputs of a step; the texts are those of plain decoding, in
+    fewer steps, with rows joining mid-run and texts ending inside a draft (a stop string, the limit).
+    Sampled rows take none."""
     from promis_repro.generation import decoding, llama_step
 
     steps: list[int] = []
@@ -116,22 +117,34 @@ def test_drafts_change_the_steps_not_the_text(backend, data_dir, monkeypatch):
         return call(self, tokens, *args)
 
     monkeypatch.setattr(llama_step.LlamaDecodeStep, "__call__", counted)
+    monkeypatch.setattr(backend, "batch_size", 3)  # 6 prompts: three wait, and join as rows finish
     spec = get_model(TINY)
-    prompts = [build_prompt(t, spec) for t in load_benchmark("humanevalplus", data_dir)[:4]]
+    prompts = [build_prompt(t, spec) for t in load_benchmark("humanevalplus", data_dir)[:6]]
+    cases = (
+        DecodingSettings(max_new_tokens=100),
+        DecodingSettings(max_new_tokens=40, stop=("return",)),
+        DecodingSettings(max_new_tokens=60, temperature=0.8, seed=3),
+    )
     results = {}
     for name, inputs in (("drafts", decoding.DRAFT_INPUTS), ("plain", 0)):
         monkeypatch.setattr(decoding, "DRAFT_INPUTS", inputs)
-        steps.clear()
-        for settings in (
-            DecodingSettings(max_new_tokens=120),
-            DecodingSettings(max_new_tokens=60, temperature=0.8, seed=3),
-        ):
-            results[name, settings.greedy] = ([c.text for c in backend.generate(prompts, settings)], list(steps))
+        for case, settings in enumerate(cases):
             steps.clear()
-    drafted_texts, drafted_steps = results["drafts", True]
-    plain_texts, plain_steps = results["plain", True]
-    assert drafted_texts == plain_texts
-    assert len(drafted_steps) < len(plain_steps)
-    assert max(drafted_steps) <= backend.batch_size
+            completions = backend.generate(prompts, settings)
+            results[name, case] = ([(c.text, c.finish_reason, c.completion_tokens) for c in completions], list(steps))
+    for case in (0, 1):
+        (drafted, drafted_steps), (plain, plain_steps) = results["drafts", case], results["plain", case]
+        assert drafted == plain
+        assert len(drafted_steps) < len(plain_steps) and max(drafted_steps) <= backend.batch_size
+    assert any(finish == "stop" for _, finish, _ in results["drafts", 1][0])
     # sampled rows: no drafts, the same steps
-    assert results["drafts", False] == results["plain", False]
+    assert results["drafts", 2] == results["plain", 2]
+
+
+def test_a_causal_models_cpu_texts_are_keyed_by_the_decode_arithmetic():
+    """Texts written by the earlier per-row torch products may round otherwise: other cache keys."""
+    from promis_repro.generation.registry import CPU_DECODING
+
+    assert get_model(TINY).generation_identity("cpu")["cpu_decoding"] == CPU_DECODING
+    assert "cpu_decoding" not in get_model(TINY).generation_identity("cuda")
+    assert "cpu_decoding" not in get_model("codet5p-770m-py").generation_identity("cpu")  # seq2seq: generate()

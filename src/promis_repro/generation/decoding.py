@@ -4,7 +4,7 @@ Each prompt is prefilled on its own (no padding), and its keys and values are
 stored from slot 0 of its row in a shared buffer (``RowAlignedCache``); a row
 shorter than the longest leaves masked slots at its end, never at its start.
 So a row's attention sees its own keys at the same offsets whatever else is
-in the batch; the masked tail adds exact zeros to the softmax. With matrix
+in the batch, and on a CPU reads exactly its own slots (``row_attention.py``). With matrix
 products padded to row counts that round alike (``generation/linears.py``,
 which the CPU's models use), a prompt's output does not depend on its batch mates,
 and the decode step is free to be continuous: a row that finishes leaves the
@@ -46,6 +46,8 @@ class RowAlignedLayer(DynamicLayer):
 
     def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
         # each input of the step (a row's token, or a draft after it) written at its own slot of its row
+        if self.owner.writes is None:
+            raise RuntimeError("RowAlignedCache: plan_step() must say where a step's inputs go before each step")
         rows, slots, needed = self.owner.writes
         if needed > self.buffer_keys.shape[-2]:
             self.buffer_keys = _grow(self.buffer_keys, needed)
@@ -105,12 +107,14 @@ class RowAlignedCache(Cache):
         self.dtype = dtype
         self.lengths = torch.zeros(0, dtype=torch.long, device=device)
         self.span = 0  # the longest row's length: the slots the next step attends over (plus its own)
-        self.writes: tuple[Any, Any, int] = (None, None, 0)  # plan_step's: the inputs' rows and slots, slots needed
+        # plan_step's, for one step: the inputs' rows and slots, and the slots needed (rows move after a step)
+        self.writes: tuple[Any, Any, int] | None = None
         super().__init__(layers=[])
 
     def add_row(self, prefilled: Cache, length: int) -> None:
         import torch
 
+        self.writes = None
         if not self.layers:
             self.layers = [
                 RowAlignedLayer(
@@ -126,6 +130,7 @@ class RowAlignedCache(Cache):
             layer.add_row(source.keys, source.values)
 
     def select_rows(self, rows: Any) -> None:
+        self.writes = None
         self.lengths = self.lengths[rows]
         self.span = int(self.lengths.max()) if len(self.lengths) else 0
         for layer in self.layers:
@@ -138,6 +143,7 @@ class RowAlignedCache(Cache):
 
         if rows is None:
             rows = torch.arange(len(self.lengths), device=self.lengths.device)
+        if offsets is None:
             offsets = torch.zeros_like(rows)
         positions = self.lengths[rows] + offsets
         self.writes = (rows, positions, int(positions.max()) + 1 if len(positions) else self.span + 1)
@@ -147,6 +153,7 @@ class RowAlignedCache(Cache):
         """After a step: row ``b`` holds ``counts[b]`` more tokens (a tensor, or one count for every row)."""
         self.lengths = self.lengths + counts
         self.span = int(self.lengths.max()) if len(self.lengths) else 0
+        self.writes = None
         for layer in self.layers:
             layer._expose()
 
@@ -191,8 +198,10 @@ def decode(
     """Decode every prompt, ``batch_size`` rows at a time; yields each row as it finishes.
 
     ``max_new_tokens``: one limit for every prompt, or one per prompt. ``choose(logits, rows)`` turns a
-    step's ``[rows, vocab]`` float logits into the next tokens (greedy or seeded sampling, each row by its
-    own settings); ``piece(token)`` is a token's text and ``stopped(index, text)`` says whether prompt
+    step's ``[inputs, vocab]`` float logits into the next tokens (greedy or seeded sampling, each row by its
+    own settings), ``rows`` naming each input's row: a drafted row appears once per input, so for a
+    ``draftable`` row ``choose`` must be a function of each logits row alone (no generator draws);
+    ``piece(token)`` is a token's text and ``stopped(index, text)`` says whether prompt
     ``index``'s text has reached its end.
     ``row_aligned``: the model attends with ``row_aligned_attention`` (switched
     to ``ROW_ALIGNED``; the CPU); otherwise its own attention reads the cache

@@ -12,7 +12,8 @@ Drafts are not free: each is one more input of the step's matrix products
 and attention, which cost about as much per input at any batch size on a
 CPU (~3.2 ms for SmolLM2-135M on 2 AVX2 cores, against ~33 ms a step
 whatever its size). So drafts only fill steps of fewer than
-``DRAFT_INPUTS`` inputs, which is where the long completions spend their
+``DRAFT_INPUTS`` inputs (``decode`` gives the free inputs to its rows in
+turn: a row alone may draft 15 tokens), which is where the long completions spend their
 last steps (``bench/RESULTS.md``: 32 MBPP+ prompts, 255 steps -> 183, 5 %
 less time; filling every step up to 32 inputs took 154 steps but 34 % more
 inputs, no faster).
@@ -20,8 +21,8 @@ inputs, no faster).
 
 from __future__ import annotations
 
-#: the longest and shortest suffix looked up, the most tokens drafted at once
-LONGEST, SHORTEST, MOST = 4, 2, 4
+#: the longest and shortest suffix looked up
+LONGEST, SHORTEST = 4, 2
 #: drafts fill a decode step up to this many inputs (rows and drafts)
 DRAFT_INPUTS = 16
 
@@ -39,7 +40,7 @@ class NgramDrafter:
         """Append the row's new tokens."""
         self.tokens.extend(tokens)
 
-    def draft(self, most: int = MOST) -> list[int]:
+    def draft(self, most: int) -> list[int]:
         """Up to ``most`` tokens that followed the latest earlier occurrence of the longest matching suffix."""
         tokens = self.tokens
         # an n-gram ending at ``end`` is recorded once the token after it exists (so never the suffix itself)

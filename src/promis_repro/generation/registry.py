@@ -30,6 +30,9 @@ COMMIT = re.compile(r"[0-9a-f]{40}")
 # weights stored in float16, products in float32 (fbgemm, x86 CPUs with AVX2: ``generation/linears.py``)
 HALF_WEIGHTS = "float16-weights"
 CPU_DTYPES = ("auto", "float32", "bfloat16", HALF_WEIGHTS)
+#: the arithmetic of a causal model's CPU decode step, in generation cache keys: its roundings can change a
+#: greedy text. 2: compiled row attention (``generation/row_attention.py``; 1: per-row torch products)
+CPU_DECODING = "2"
 
 
 @dataclass(frozen=True)
@@ -96,8 +99,12 @@ class ModelSpec:
 
     def generation_identity(self, device: str | None = None) -> dict[str, str]:
         """The identity plus the precision the weights compute in: the same weights in another precision
-        write other text, so a generation cache entry (and a run's record of its model) is per precision."""
-        return {**self.identity(), "compute_dtype": self.compute_dtype(device)}
+        write other text, so a generation cache entry (and a run's record of its model) is per precision;
+        a causal model on a CPU also names the decode step's arithmetic (``CPU_DECODING``)."""
+        identity = {**self.identity(), "compute_dtype": self.compute_dtype(device)}
+        if (device or ("cuda" if _cuda_available() else "cpu")) == "cpu" and self.backend == "transformers-causal":
+            identity["cpu_decoding"] = CPU_DECODING
+        return identity
 
     def gguf_path(self) -> Path:
         spec = importlib.util.find_spec(self.extra["gguf_module"])

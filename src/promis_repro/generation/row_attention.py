@@ -6,7 +6,7 @@ whose bounds are the row's own length and the head size. A row's bits thus
 depend on that row alone, never on how many rows share the step or how long
 the longest is, which is what batched SDPA with a padding mask cannot promise
 (its kernels and reduction orders follow the padded length). The grouped
-query heads of a key/value head read its keys and values once, and the jobs
+query heads of a key/value head share one job, and the jobs
 run on torch's thread count. Measured for SmolLM2-135M (32 rows, 100-300
 slots, one layer): 0.74 ms against 2.6 ms for the same arithmetic as torch
 matrix products row by row (``bench/RESULTS.md``).
