@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -54,6 +56,26 @@ def test_row_attention_is_softmax_attention_and_a_row_gets_its_bits_in_any_batch
         attend_rows(query[:1], key_view, value_view, np.array([131]), 0.125)
 
 
+def test_row_attention_leaves_torch_on_the_threads_it_was_given():
+    """numba's OpenMP layer starts by setting the OpenMP runtime it shares with torch to every core; a worker
+    asked for one torch thread (PROMIS_REPRO_THREADS, the xdist workers) must keep one. A fresh process:
+    numba starts its threads once a process."""
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy, torch\n"
+        "from promis_repro.generation.row_attention import attend_rows\n"
+        "torch.set_num_threads(1)\n"
+        "attend_rows(torch.randn(2, 9, 1, 64), torch.randn(2, 3, 8, 64), torch.randn(2, 3, 8, 64),"
+        " numpy.array([3, 8]), 0.125)\n"
+        "print(torch.get_num_threads())\n"
+    )
+    env = {**os.environ, "NUMBA_NUM_THREADS": "2"}  # what numba makes of a two-core machine
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
+    assert done.stdout.split() == ["1"]
+
+
 def test_the_llama_step_gives_the_models_own_logits_bit_for_bit(backend, data_dir):
     """``LlamaDecodeStep`` runs the model's operations without its modules: the logits and the keys it writes
     are the ones ``model(...)`` gives through the row-aligned attention."""
@@ -76,8 +98,7 @@ def test_the_llama_step_gives_the_models_own_logits_bit_for_bit(backend, data_di
         for _ in range(3):  # three steps: rows of different lengths, the cache growing
             by_model, by_step = caches
             with decode_step():
-                by_model.plan_step()
-                mask, positions = by_model.step_inputs()
+                positions, mask = by_model.plan_step()[:, None], by_model.step_mask()
                 expected = model(
                     input_ids=tokens, attention_mask=mask, position_ids=positions, cache=by_model, use_cache=True,
                     logits_to_keep=1, row_lengths=(by_model.lengths + 1).numpy(),

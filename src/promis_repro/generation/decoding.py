@@ -157,13 +157,12 @@ class RowAlignedCache(Cache):
         for layer in self.layers:
             layer._expose()
 
-    def step_inputs(self) -> tuple[Any, Any]:
-        """The attention mask (a row's own slots and the new token) and position ids of the next step."""
+    def step_mask(self) -> Any:
+        """The attention mask of a step of one input a row: a row's own slots and the new token."""
         import torch
 
         slots = torch.arange(self.span + 1, device=self.lengths.device)
-        mask = (slots[None, :] <= self.lengths[:, None]).long()
-        return mask, self.lengths[:, None]
+        return (slots[None, :] <= self.lengths[:, None]).long()
 
 
 @dataclass
@@ -302,8 +301,7 @@ def decode(
                             tokens[:, None], positions[:, None], cache, (positions + 1).numpy(), owners.numpy()
                         )
                     else:
-                        cache.plan_step()
-                        mask, positions = cache.step_inputs()
+                        positions, mask = cache.plan_step()[:, None], cache.step_mask()
                         flags = {"row_lengths": (cache.lengths + 1).numpy()} if row_aligned else {}
                         step_logits = model(
                             input_ids=tokens[:, None], attention_mask=mask, position_ids=positions, cache=cache,

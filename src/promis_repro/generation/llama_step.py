@@ -1,4 +1,4 @@
-"""A decode step of a Llama-architecture model (SmolLM2, CodeLlama, DeepSeek-Coder) without transformers' modules.
+"""A decode step of a Llama-architecture model (SmolLM2, CodeLlama, DeepSeek-Coder) without the modules' call plumbing.
 
 A step of one new token a row through ``LlamaForCausalLM.__call__`` spends as
 long in Python (module calls, keyword plumbing, a mask no row-aligned attention
@@ -20,27 +20,16 @@ import torch
 from promis_repro.generation.row_attention import attend_rows
 
 
-def _rms_norm(norm: Any, hidden: torch.Tensor) -> torch.Tensor:
-    # LlamaRMSNorm.forward, operation for operation
-    input_dtype = hidden.dtype
-    hidden = hidden.to(torch.float32)
-    variance = hidden.pow(2).mean(-1, keepdim=True)
-    hidden = hidden * torch.rsqrt(variance + norm.variance_epsilon)
-    return norm.weight * hidden.to(input_dtype)
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-
-
 class LlamaDecodeStep:
     """``step(tokens, positions, cache, lengths, owners)`` -> each input's next-token logits ``[inputs, vocab]``
     (float32): input ``i`` (one token) belongs to cache row ``owners[i]`` (default: row ``i``), sits at position
     ``positions[i]`` (where ``cache.plan_step`` writes it) and attends that row's first ``lengths[i]`` slots."""
 
     def __init__(self, model: Any) -> None:
+        from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
         self.model = model
+        self.apply_rotary = apply_rotary_pos_emb
         base = model.model
         self.embed, self.rotary, self.norm, self.lm_head = base.embed_tokens, base.rotary_emb, base.norm, model.lm_head
         self.layers = list(base.layers[: model.config.num_hidden_layers])
@@ -74,24 +63,22 @@ class LlamaDecodeStep:
         lengths: np.ndarray,
         owners: np.ndarray | None = None,
     ) -> torch.Tensor:
+        # the modules' own forward methods (no __call__ hooks), in LlamaDecoderLayer's order
         hidden = self.embed(tokens)  # [rows, 1, hidden]
         cos, sin = self.rotary(hidden, position_ids=positions)
-        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
         shape = (*hidden.shape[:-1], -1, self.head_dim)
         for index, layer in enumerate(self.layers):
             attention, mlp = layer.self_attn, layer.mlp
             residual = hidden
-            hidden = _rms_norm(layer.input_layernorm, hidden)
+            hidden = layer.input_layernorm.forward(hidden)
             query = attention.q_proj(hidden).view(shape).transpose(1, 2)
             key = attention.k_proj(hidden).view(shape).transpose(1, 2)
             value = attention.v_proj(hidden).view(shape).transpose(1, 2)
-            query = (query * cos) + (_rotate_half(query) * sin)
-            key = (key * cos) + (_rotate_half(key) * sin)
+            query, key = self.apply_rotary(query, key, cos, sin)
             key, value = cache.layers[index].update(key, value)
             attended = attend_rows(query, key, value, lengths, self.scaling, owners)
             hidden = residual + attention.o_proj(attended.reshape(*hidden.shape[:-1], -1).contiguous())
             residual = hidden
-            hidden = _rms_norm(layer.post_attention_layernorm, hidden)
-            hidden = residual + mlp.down_proj(mlp.act_fn(mlp.gate_proj(hidden)) * mlp.up_proj(hidden))
-        hidden = _rms_norm(self.norm, hidden)
+            hidden = residual + mlp.forward(layer.post_attention_layernorm.forward(hidden))
+        hidden = self.norm.forward(hidden)
         return self.lm_head(hidden[:, -1:, :])[:, -1, :].float()

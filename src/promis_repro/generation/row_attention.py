@@ -106,7 +106,8 @@ def attend_rows(
     # query heads grouped by the key/value head they share (head h reads kv head h // group), scaled once
     grouped = (query[:, :, 0].float() * scale).reshape(inputs, kv_heads, heads // kv_heads, dim).contiguous()
     out = np.empty(grouped.shape, dtype=np.float32)
-    threads = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)  # PROMIS_REPRO_THREADS: one a worker
+    torch_threads = torch.get_num_threads()  # PROMIS_REPRO_THREADS: one a worker when several share the cores
+    threads = min(torch_threads, numba.config.NUMBA_NUM_THREADS)
     if numba.get_num_threads() != threads:
         numba.set_num_threads(threads)
     _attend(
@@ -117,4 +118,9 @@ def attend_rows(
         lengths.astype(np.int64, copy=False),
         out,
     )
+    if torch.get_num_threads() != torch_threads:
+        # numba's OpenMP layer starts (first call of a process) with omp_set_num_threads(NUMBA_NUM_THREADS), the
+        # cores' count, in the OpenMP runtime torch shares: torch would then run two threads a worker where it
+        # was asked for one, and two workers' spinning threads fight over two cores (the tests took 2.2x longer)
+        torch.set_num_threads(torch_threads)
     return torch.from_numpy(out).reshape(inputs, 1, heads, dim).to(query.dtype)
