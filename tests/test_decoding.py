@@ -1,4 +1,4 @@
-"""The CPU decode step: row-by-row attention, the Llama step without transformers' modules, draft tokens."""
+"""The CPU decode step: row-by-row attention, the Llama step without the modules' call plumbing, draft tokens."""
 
 from __future__ import annotations
 
@@ -77,8 +77,8 @@ def test_row_attention_leaves_torch_on_the_threads_it_was_given():
 
 
 def test_the_llama_step_gives_the_models_own_logits_bit_for_bit(backend, data_dir):
-    """``LlamaDecodeStep`` runs the model's operations without its modules: the logits and the keys it writes
-    are the ones ``model(...)`` gives through the row-aligned attention."""
+    """``LlamaDecodeStep`` runs the model's operations without its modules' call plumbing: the logits and the keys
+    it writes are the ones ``model(...)`` gives through the row-aligned attention."""
     from promis_repro.generation.decoding import RowAlignedCache, _prefill
     from promis_repro.generation.linears import decode_step
     from promis_repro.generation.llama_step import LlamaDecodeStep
