@@ -4,8 +4,8 @@ SmolLM2-135M-Instruct on the first 32 MBPP+ prompts, greedy, 2 torch threads:
   1. previous: float32, prompts left-padded into one batch, a DynamicCache grown
      by concatenation, finished rows leaving the batch (this repository's path
      until issue 19, kept here verbatim as the baseline);
-  2. today, cold cache: ``TransformersGenerator`` (bf16 where the CPU has bf16
-     instructions, float16 weights on other AVX2 CPUs; each prompt prefilled
+  2. today, cold cache: ``TransformersGenerator`` (``auto``: float16 weights on
+     an AVX2 CPU, float32 elsewhere; each prompt prefilled
      alone; row-aligned cache and attention; continuous batching; the Llama step
      and draft tokens; ``generation/decoding.py``);
   3. today, warm cache: the same call again.
@@ -87,8 +87,8 @@ def main() -> None:
     parser.add_argument(
         "--dtype",
         default="auto",
-        choices=["auto", "float32", "bfloat16"],
-        help="today's CPU precision (auto: bf16 if the CPU has it)",
+        choices=["auto", "float32", "bfloat16", "float16-weights"],
+        help="today's CPU precision (auto: float16-weights on an AVX2 CPU; bfloat16 is batch-dependent)",
     )
     args = parser.parse_args()
     generations = Path(tempfile.mkdtemp(prefix="bench-gen-"))

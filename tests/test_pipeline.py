@@ -141,7 +141,8 @@ def test_a_bad_config_stops_with_one_line_naming_the_key(tmp_path, key, value, n
 
 @pytest.mark.parametrize("group_cells", [False, True])
 def test_a_limit_per_benchmark_reaches_only_that_benchmarks_jobs(tmp_path, group_cells):
-    """config/cpu-study.yaml: the first 20 MBPP test tasks, every HumanEval+ task; per cell or per group."""
+    """config/cpu-study.yaml: its first N MBPP test tasks (`limit`), every HumanEval+ task; per cell or per group."""
+    mbpp_limit = yaml.safe_load((REPO / "config" / "cpu-study.yaml").read_text())["limit"]["mbpp"]
     done = run_snakemake(
         "-n",
         "-p",
@@ -159,7 +160,7 @@ def test_a_limit_per_benchmark_reaches_only_that_benchmarks_jobs(tmp_path, group
     mbpp = [line for line in commands if "--benchmark mbpp " in line]
     humaneval = [line for line in commands if "--benchmark humanevalplus " in line]
     assert mbpp and humaneval and len(mbpp) + len(humaneval) == len(commands)
-    assert all("--limit 20 " in line for line in mbpp) and not any("--limit" in line for line in humaneval)
+    assert all(f"--limit {mbpp_limit} " in line for line in mbpp) and not any("--limit" in line for line in humaneval)
 
 
 def test_command_line_values_of_a_key_with_several_shapes_are_typed():

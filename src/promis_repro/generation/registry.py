@@ -75,12 +75,14 @@ class ModelSpec:
         """The precision the weights compute in on ``device`` (default: a GPU if there is one, else the CPU).
 
         On a GPU, the registry's ``dtype``. On a CPU, ``$PROMIS_REPRO_CPU_DTYPE`` or the entry's
-        ``cpu_dtype`` (default ``auto``): a causal model computes in bfloat16 where the CPU has bf16
-        instructions (AVX512-BF16 or AMX), several times faster than float32 there and, with the
-        row-aligned decoding of ``generation/decoding.py``, still independent of the batch; else, on
-        an x86 CPU with AVX2, float16 weights with float32 products (``HALF_WEIGHTS``: half the bytes
-        a step reads, 1.7-4x faster than float32 there, batch-independent too); float32 elsewhere,
-        and always for seq2seq models (whose batched ``generate`` pads, which bf16 does not forgive).
+        ``cpu_dtype`` (default ``auto``): a causal model computes, on an x86 CPU with AVX2, with float16
+        weights and float32 products (``HALF_WEIGHTS``: half the bytes a step reads, 1.7-4x faster than
+        float32, independent of the batch); float32 elsewhere, and always for seq2seq models (whose
+        batched ``generate`` pads). ``auto`` never picks bfloat16, even where the CPU has bf16
+        instructions: measured on an AMD EPYC with AVX512-BF16 (2026-12-04), 13 of 20 greedy MBPP
+        completions in bfloat16 differed between a batch and alone, so a text would depend on its batch
+        mates and, through the generation cache, on the order jobs ran (``bench/RESULTS.md``); it stays
+        available by name.
         """
         if device is None:
             device = "cuda" if _cuda_available() else "cpu"
@@ -92,8 +94,6 @@ class ModelSpec:
         if choice not in CPU_DTYPES:
             raise UserError(f"model {self.name}: cpu dtype {choice!r} is not one of {', '.join(CPU_DTYPES)}")
         if choice == "auto":
-            if cpu_has_bf16():
-                return "bfloat16"
             return HALF_WEIGHTS if cpu_has_avx2() else "float32"
         return choice
 
@@ -145,11 +145,6 @@ def _cpu_flags() -> frozenset[str]:
         return frozenset(Path("/proc/cpuinfo").read_text().split())
     except OSError:
         return frozenset()
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU has bf16 matrix instructions (the kernel's cpuinfo flags)."""
-    return bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
 
 
 def cpu_has_avx2() -> bool:
