@@ -11,7 +11,7 @@ Everything else in a step works row by row. (Padding here, not in the cache,
 costs a few rows of one product instead of copying every layer's keys and
 values twice a step.)
 
-``HALF_WEIGHTS`` (x86 CPUs with AVX2 but no bf16): the weights are packed
+``HALF_WEIGHTS`` (what ``auto`` picks on x86 CPUs with AVX2): the weights are packed
 in float16 for fbgemm, which widens them in registers and accumulates in
 float32. A float32 decode step there is bound by reading the weights (540 MB
 a step for SmolLM2-135M); half the bytes measured 1.7x (32 rows) to 4x
