@@ -79,10 +79,9 @@ class ModelSpec:
         weights and float32 products (``HALF_WEIGHTS``: half the bytes a step reads, 1.7-4x faster than
         float32, independent of the batch); float32 elsewhere, and always for seq2seq models (whose
         batched ``generate`` pads). ``auto`` never picks bfloat16, even where the CPU has bf16
-        instructions: measured on an AMD EPYC with AVX512-BF16 (2026-12-04), 13 of 20 greedy MBPP
-        completions in bfloat16 differed between a batch and alone, so a text would depend on its batch
-        mates and, through the generation cache, on the order jobs ran (``bench/RESULTS.md``); it stays
-        available by name.
+        instructions: float16 weights generated as fast there, measured on an AMD EPYC with AVX512-BF16,
+        with float32 products (``bench/RESULTS.md``, which also tells how bf16's texts came to depend on
+        the batch there until ``linears._probe`` looked at enough outputs); it stays available by name.
         """
         if device is None:
             device = "cuda" if _cuda_available() else "cpu"
