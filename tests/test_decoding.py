@@ -162,10 +162,17 @@ def test_drafts_change_the_steps_not_the_text(backend, data_dir, monkeypatch):
     assert results["drafts", 2] == results["plain", 2]
 
 
-def test_a_causal_models_cpu_texts_are_keyed_by_the_decode_arithmetic():
-    """Texts written by the earlier per-row torch products may round otherwise: other cache keys."""
-    from promis_repro.generation.registry import CPU_DECODING
+def test_a_causal_models_cpu_texts_are_keyed_by_the_decode_arithmetic(monkeypatch):
+    """Texts written by the earlier per-row torch products may round otherwise: other cache keys; bf16's
+    since its probe looks at enough outputs (``linears._probe``), the other precisions' unchanged."""
+    from promis_repro.generation.registry import BF16_CPU_DECODING, CPU_DECODING
 
     assert get_model(TINY).generation_identity("cpu")["cpu_decoding"] == CPU_DECODING
+    for precision, decoding in (("float32", CPU_DECODING), ("float16-weights", CPU_DECODING),
+                                ("bfloat16", BF16_CPU_DECODING)):  # fmt: skip
+        monkeypatch.setenv("PROMIS_REPRO_CPU_DTYPE", precision)
+        assert get_model(TINY).generation_identity("cpu")["cpu_decoding"] == decoding
+    assert BF16_CPU_DECODING != CPU_DECODING
+    monkeypatch.delenv("PROMIS_REPRO_CPU_DTYPE")
     assert "cpu_decoding" not in get_model(TINY).generation_identity("cuda")
     assert "cpu_decoding" not in get_model("codet5p-770m-py").generation_identity("cpu")  # seq2seq: generate()

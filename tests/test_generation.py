@@ -226,7 +226,9 @@ def test_compute_dtype_keys_the_cache_but_not_the_weights_identity(monkeypatch):
     assert spec.compute_dtype("cpu") == "bfloat16"
     # another precision writes other text: another cache key; the weights' identity (provenance, resume
     # checks of trained agents) stays what it was, whatever node a job lands on
-    assert spec.generation_identity("cpu") == {**as_float32, "compute_dtype": "bfloat16"}
+    # (bf16 also names its own decode arithmetic: test_decoding's keyed test)
+    bf16 = spec.generation_identity("cpu")
+    assert bf16 == {**as_float32, "compute_dtype": "bfloat16", "cpu_decoding": bf16["cpu_decoding"]}
     assert "compute_dtype" not in spec.identity()
     settings = DecodingSettings(max_new_tokens=8)
     assert cache_key(as_float32, "p", settings) != cache_key(spec.generation_identity("cpu"), "p", settings)

@@ -33,6 +33,10 @@ CPU_DTYPES = ("auto", "float32", "bfloat16", HALF_WEIGHTS)
 #: the arithmetic of a causal model's CPU decode step, in generation cache keys: its roundings can change a
 #: greedy text. 2: compiled row attention (``generation/row_attention.py``; 1: per-row torch products)
 CPU_DECODING = "2"
+#: the same for bfloat16, whose one-row products round otherwise on some CPUs: 3 since its linear layers are
+#: probed over 300,000 outputs a size (``generation/linears.py``), which pads those steps; a bf16 text cached
+#: before may depend on its batch. float32's and float16 weights' probes always saw it: their keys stay
+BF16_CPU_DECODING = "3"
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,7 @@ class ModelSpec:
         a causal model on a CPU also names the decode step's arithmetic (``CPU_DECODING``)."""
         identity = {**self.identity(), "compute_dtype": self.compute_dtype(device)}
         if (device or ("cuda" if _cuda_available() else "cpu")) == "cpu" and self.backend == "transformers-causal":
-            identity["cpu_decoding"] = CPU_DECODING
+            identity["cpu_decoding"] = BF16_CPU_DECODING if identity["compute_dtype"] == "bfloat16" else CPU_DECODING
         return identity
 
     def gguf_path(self) -> Path:
