@@ -16,7 +16,7 @@ from promis_repro.errors import UserError
 from promis_repro.generation.base import ChatPrompt, Completion, DecodingSettings
 from promis_repro.generation.cache import GenerationCache, cache_key
 from promis_repro.generation.prompts import build_prompt, extract_code, stop_strings
-from promis_repro.generation.registry import ModelSpec, get_model, load_registry
+from promis_repro.generation.registry import BF16_CPU_DECODING, ModelSpec, get_model, load_registry
 from promis_repro.generation.service import CachedGenerator
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -226,9 +226,12 @@ def test_compute_dtype_keys_the_cache_but_not_the_weights_identity(monkeypatch):
     assert spec.compute_dtype("cpu") == "bfloat16"
     # another precision writes other text: another cache key; the weights' identity (provenance, resume
     # checks of trained agents) stays what it was, whatever node a job lands on
-    # (bf16 also names its own decode arithmetic: test_decoding's keyed test)
-    bf16 = spec.generation_identity("cpu")
-    assert bf16 == {**as_float32, "compute_dtype": "bfloat16", "cpu_decoding": bf16["cpu_decoding"]}
+    # (bf16 also names its own decode arithmetic, BF16_CPU_DECODING: its probe differs, ``linears._probe``)
+    assert spec.generation_identity("cpu") == {
+        **as_float32,
+        "compute_dtype": "bfloat16",
+        "cpu_decoding": BF16_CPU_DECODING,
+    }
     assert "compute_dtype" not in spec.identity()
     settings = DecodingSettings(max_new_tokens=8)
     assert cache_key(as_float32, "p", settings) != cache_key(spec.generation_identity("cpu"), "p", settings)
