@@ -15,12 +15,13 @@ alone (batch independence, which the tests also pin).
 (what the evaluator keeps). Goals: today >= 150 useful tokens/s; warm rerun
 >= 50x faster than cold; every text the same whatever the batch.
 
-    .venv/bin/python bench/generation_throughput.py [--n 32] [--max-new-tokens 256] [--dtype float32]
+    .venv/bin/python bench/generation_throughput.py [--n 32] [--max-new-tokens 256] [--dtype float32] [--avx2]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import tempfile
 import time
@@ -28,6 +29,13 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+#: the variables with which torch's libraries use their AVX2 kernels only
+AVX2_ONLY = {
+    "FBGEMM_ENABLE_INSTRUCTIONS": "AVX2",
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+}
 
 
 def previous_decode(backend: Any, texts: list[str], max_new_tokens: int, stop: tuple[str, ...]) -> list[list[int]]:
@@ -90,7 +98,16 @@ def main() -> None:
         choices=["auto", "float32", "bfloat16", "float16-weights"],
         help="today's CPU precision (auto: float16-weights on an AVX2 CPU; bfloat16 is batch-dependent)",
     )
+    parser.add_argument(
+        "--avx2",
+        action="store_true",
+        help="hold torch's libraries (fbgemm, ATen, oneDNN, MKL) to AVX2 kernels: the AVX2 code path on a CPU that "
+        "has AVX512 (not an AVX2-only machine's speed: its cores and memory differ)",
+    )
     args = parser.parse_args()
+    if args.avx2:
+        # read when each library first dispatches, so before torch is imported
+        os.environ.update(AVX2_ONLY)
     generations = Path(tempfile.mkdtemp(prefix="bench-gen-"))
 
     import torch
@@ -147,7 +164,9 @@ def main() -> None:
     same = sum(a == b for a, b in zip(in_fives, cold_texts)) + sum(a == b for a, b in zip(alone, cold_texts))
 
     print(f"SmolLM2-135M-Instruct, {len(prompts)} MBPP+ prompts, greedy, max_new_tokens {args.max_new_tokens}, "
-          f"batch {args.batch_size}, torch threads {torch.get_num_threads()}")  # fmt: skip
+          f"batch {args.batch_size}, torch threads {torch.get_num_threads()}"
+          f", ATen's kernels {torch.backends.cpu.get_cpu_capability()}"
+          f"{' (libraries held to AVX2)' if args.avx2 else ''}")  # fmt: skip
     previous_rate, rate = previous_useful / previous_seconds, useful / cold_seconds
     print(f"{'':40}{'seconds':>9}{'useful tok/s':>14}")
     print(f"{'previous (float32, left-padded batch)':40}{previous_seconds:>9.1f}{previous_rate:>14.1f}")
@@ -157,6 +176,9 @@ def main() -> None:
           f"(useful tokens: previous {previous_useful}, today {useful}; goal >= 150 tokens/s)")  # fmt: skip
     print(f"warm cache rerun: {warm_seconds:.3f}s, {cold_seconds / warm_seconds:.0f}x faster than cold")
     print(f"batch independence: {same}/{len(prompts) + len(alone)} texts identical in batches of 5 and alone")
+    # the same digest on two machines means the same texts (bench/RESULTS.md compares machines and kernels by it)
+    digest = hashlib.sha256("\x00".join(cold_texts).encode()).hexdigest()[:16]
+    print(f"texts digest (sha256 of today's {len(cold_texts)} texts joined by NUL, first 16 hex digits): {digest}")
 
 
 if __name__ == "__main__":
