@@ -103,7 +103,8 @@ class ModelSpec:
     def generation_identity(self, device: str | None = None) -> dict[str, str]:
         """The identity plus the precision the weights compute in: the same weights in another precision
         write other text, so a generation cache entry (and a run's record of its model) is per precision;
-        a causal model on a CPU also names the decode step's arithmetic (``CPU_DECODING``)."""
+        a causal model on a CPU also names the decode step's arithmetic (``CPU_DECODING``; bfloat16's
+        ``BF16_CPU_DECODING``)."""
         identity = {**self.identity(), "compute_dtype": self.compute_dtype(device)}
         if (device or ("cuda" if _cuda_available() else "cpu")) == "cpu" and self.backend == "transformers-causal":
             identity["cpu_decoding"] = BF16_CPU_DECODING if identity["compute_dtype"] == "bfloat16" else CPU_DECODING
