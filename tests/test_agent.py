@@ -166,8 +166,11 @@ def _parameters(out: Path) -> list[np.ndarray]:
 
 def test_training_resumes_after_sigkill_and_ends_where_an_uninterrupted_run_does(data_dir, tmp_path):
     script = [sys.executable, str(HERE / "ppo_fake_train.py")]
+    scratch = tmp_path / "tmpdir"  # SB3's default logger would leave an SB3-<time> directory here per update
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch)}
     whole = tmp_path / "whole"
-    done = subprocess.run([*script, str(whole), str(data_dir)], capture_output=True, text=True, timeout=600)
+    done = subprocess.run([*script, str(whole), str(data_dir)], capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     killed = tmp_path / "killed"
     process = subprocess.Popen(
@@ -175,6 +178,7 @@ def test_training_resumes_after_sigkill_and_ends_where_an_uninterrupted_run_does
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        env=env,
     )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -185,8 +189,11 @@ def test_training_resumes_after_sigkill_and_ends_where_an_uninterrupted_run_does
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     assert not (killed / "policy.zip").exists(), "the run finished before it could be killed"
-    resumed = subprocess.run([*script, str(killed), str(data_dir)], capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        [*script, str(killed), str(data_dir)], capture_output=True, text=True, timeout=600, env=env
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert not list(scratch.glob("SB3-*")), "training left SB3 logger directories behind"
     assert _curves(killed) == _curves(whole)
     for a, b in zip(_parameters(killed), _parameters(whole), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)

@@ -199,6 +199,18 @@ def new_ppo_model(venv: Any, config: PPOConfig, seed: int) -> Any:
     )
 
 
+def _keep_logs_in_memory(model: Any) -> None:
+    """Give the model a logger without outputs (its values stay readable in ``name_to_value``).
+
+    Otherwise every ``learn`` call configures SB3's default logger, which creates an empty
+    ``$TMPDIR/SB3-<time>`` directory even with nothing to write: one per update. A loaded model
+    forgets a custom logger, so this runs after loading too.
+    """
+    from stable_baselines3.common.logger import Logger
+
+    model.set_logger(Logger(folder=None, output_formats=[]))
+
+
 def _policy_kwargs(config: PPOConfig) -> dict[str, Any]:
     import torch
 
@@ -284,6 +296,7 @@ def train_ppo(
         log.info("ppo: resumed at %d timesteps", model.num_timesteps)
     else:
         model = new_ppo_model(venv, config, seed)
+    _keep_logs_in_memory(model)
     selection_tools = Tools(
         tools.generator_spec, tools.rewriter_spec, tools.config, tools.reward, seed, _mutator=tools._mutator
     )
