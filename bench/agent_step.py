@@ -29,7 +29,8 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=2)
     parser.add_argument("--max-new-tokens", type=int, default=128)
     args = parser.parse_args()
-    os.environ.setdefault("PROMIS_REPRO_CACHE", tempfile.mkdtemp(prefix="promis-bench-"))
+    scratch = tempfile.TemporaryDirectory(prefix="promis-bench-")  # removed when main returns
+    os.environ.setdefault("PROMIS_REPRO_CACHE", scratch.name)
 
     from stable_baselines3.common.vec_env import DummyVecEnv
 

@@ -52,7 +52,8 @@ def main() -> None:
         wanted_ids = set(args.tasks.split(","))
         tasks = [t for t in tasks if t.task_id in wanted_ids]
     wanted = ["canonical", *[m for m in args.mutants.split(",") if m]]
-    work = Path(tempfile.mkdtemp(prefix="bench-eval-"))
+    scratch = tempfile.TemporaryDirectory(prefix="bench-eval-")  # removed when main returns
+    work = Path(scratch.name)
     samples = work / "samples.jsonl"
     order = []
     with open(samples, "w") as handle:
@@ -124,7 +125,6 @@ def main() -> None:
     print(f"verdict agreement: {agree}/{len(rows)} = {agree / len(rows):.2%}")
     for item in disagreements[:20]:
         print("  disagree:", *item)
-    print(f"(work files in {work})")
 
 
 if __name__ == "__main__":

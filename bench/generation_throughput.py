@@ -108,7 +108,8 @@ def main() -> None:
     if args.avx2:
         # read when each library first dispatches, so before torch is imported
         os.environ.update(AVX2_ONLY)
-    generations = Path(tempfile.mkdtemp(prefix="bench-gen-"))
+    scratch = tempfile.TemporaryDirectory(prefix="bench-gen-")  # removed when main returns, with its caches
+    generations = Path(scratch.name) / "generations"
 
     import torch
 

@@ -32,7 +32,8 @@ def main() -> None:
     parser.add_argument("--variant-tasks", type=int, default=40)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="bench-levels-"))
+    scratch = tempfile.TemporaryDirectory(prefix="bench-levels-")  # removed when main returns
+    work = Path(scratch.name)
     os.environ["PROMIS_REPRO_CACHE"] = str(work / "cache")
 
     from promis_repro.data.registry import load_benchmark

@@ -33,7 +33,8 @@ def main() -> None:
     parser.add_argument("--benchmarks", default=",".join(WITH_REFERENCES))
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="bench-refs-"))
+    scratch = tempfile.TemporaryDirectory(prefix="bench-refs-")  # removed when main returns
+    work = Path(scratch.name)
     env = dict(os.environ, PROMIS_REPRO_CACHE=str(work / "cache"))
     print(f"{'benchmark':16}{'tasks':>7}{'pass@1':>9}{'soft':>9}{'cold s':>9}{'warm s':>9}")
     all_pass = True

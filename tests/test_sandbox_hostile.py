@@ -7,6 +7,7 @@ namespaces), with the same expectations.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -416,6 +417,96 @@ def test_work_hidden_in_an_unwaited_child_still_counts():
     assert plain.passed and hidden.passed and hidden.executed
     assert hidden.cpu_seconds >= plain.cpu_seconds + 0.5, (plain.cpu_seconds, hidden.cpu_seconds)
     assert not sandbox_processes()  # and the helper is gone
+
+
+HARNESS = """
+import shutil, sys, time
+sys.path.insert(0, {tests!r})
+from test_sandbox_hostile import CORRECT, score
+if not {mid_run!r}:  # as if killed after reading the run's results, before removing its directory
+    shutil.rmtree = lambda *args, **kwargs: None
+print(score(CORRECT).status, flush=True)
+if {mid_run!r}:
+    score("import time\\ntime.sleep(3)\\n" + CORRECT)
+print("idle", flush=True)
+time.sleep(300)
+"""
+
+
+def _harness(scratch: Path, mid_run: bool) -> subprocess.Popen:
+    """A harness process (``HARNESS``) with its own TMPDIR, once it has scored a first program; ``mid_run``:
+    once its second program's run has started (it sleeps 3 s)."""
+    harness = subprocess.Popen(
+        [sys.executable, "-c", HARNESS.format(tests=str(REPO / "tests"), mid_run=mid_run)],
+        env={**os.environ, "TMPDIR": str(scratch)},
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert harness.stdout.readline().strip() == "pass"
+    if mid_run:
+        deadline = time.monotonic() + 60
+        while not any(scratch.glob("promis-sbx-*/worker.pid")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert any(scratch.glob("promis-sbx-*/worker.pid"))
+    else:
+        assert harness.stdout.readline().strip() == "idle"
+    return harness
+
+
+def _kill(harness: subprocess.Popen) -> None:
+    os.killpg(harness.pid, signal.SIGKILL)
+    harness.wait()
+
+
+@pytest.mark.parametrize("mid_run", [False, True], ids=["between-runs", "during-a-run"])
+def test_a_killed_harness_leaves_no_run_directory(tmp_path, mid_run):
+    """A harness process killed (SIGKILL; SIGTERM's default action alike: a SLURM job out of time) cannot
+    remove the run directory it was using: its zygote, which outlives it, does. Killed after a run (the
+    harness here skips its own removal, as if killed just before it), the zygote sees its input end without
+    the goodbye; killed during one, it cannot send its ``done``."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    harness = _harness(scratch, mid_run)
+    try:
+        if not mid_run:
+            assert len(list(scratch.glob("promis-sbx-*/status.json"))) == 1  # the run is over, its directory left
+    finally:
+        _kill(harness)
+    deadline = time.monotonic() + 30
+    while list(scratch.glob("promis-sbx-*")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert list(scratch.glob("promis-sbx-*")) == []
+    assert sandbox_processes() == []
+
+
+def test_a_killed_harness_keeps_its_uid_until_its_run_is_over(tmp_path):
+    """As root each run gets a uid of its own, leased by the harness; a run outlives a killed harness until its
+    deadline, when its supervisor kills every process of that uid. A run given the uid meanwhile would die
+    with it (or meet the orphan's processes): the supervisor holds the uid until its run is over, and a lease
+    skips a uid held so. (Under user namespaces no uid is shared: the run must pass all the same.)"""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    _kill(_harness(scratch, mid_run=True))
+    # the orphaned run ends within 3 s and kills its uid's processes; this one runs 6 s
+    result = score("import time\ntime.sleep(6)\n" + CORRECT)
+    assert result.status == "pass", result
+    assert sandbox_processes() == []
+
+
+def test_a_uid_lease_needs_a_lock_directory_no_one_else_writes_to(tmp_path, monkeypatch):
+    from promis_repro.errors import UserError
+    from promis_repro.sandbox import runner
+
+    locks = tmp_path / "uids"
+    locks.mkdir()
+    locks.chmod(0o777)  # another user could plant or hold the locks
+    monkeypatch.setattr(runner, "UID_LOCK_DIR", locks)
+    with pytest.raises(UserError, match="no one else writes to"), runner._lease_uid():
+        pass
+    locks.chmod(0o700)
+    with runner._lease_uid() as uid:
+        assert uid in SANDBOX_UID_RANGE
 
 
 def test_printing_pass_does_not_pass():

@@ -51,6 +51,7 @@ import contextlib
 import copy
 import ctypes
 import ctypes.util
+import fcntl
 import hashlib
 import io
 import json
@@ -748,6 +749,10 @@ def run_stdio(job):
     emit({"done": 0})
 
 
+# the parent's last line to a zygote (``zygote``): it has removed every run directory it was given
+GOODBYE = "bye\n"
+
+
 RUNNERS = {"call": run_call, "assert": run_assert, "stdio": run_stdio}
 
 
@@ -893,6 +898,9 @@ def supervise(run_dir, deadline):
         # the job comes from the trusted parent, so unpickling it is safe;
         # nothing flows back to the parent through pickle
         job = pickle.load(handle)
+    run_lock = job["isolation"].get("uid_run_lock")
+    if run_lock:  # root: this run's uid is taken until this process ends, after killing all of the uid's
+        fcntl.flock(os.open(run_lock, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600), fcntl.LOCK_EX)
     channels = open_channels(run_dir)
     userns = job["isolation"].get("userns")
     status_path = os.path.join(run_dir, "worker.status")
@@ -949,11 +957,20 @@ def zygote():
 
     Imports happen once here; each run is a fork of this warm process, which
     saves the interpreter start-up that would otherwise dominate short jobs.
+
+    The parent removes each run's directory once it has read it, and says ``GOODBYE`` before it closes
+    this process's input. Input that ends without it, or a ``done`` that cannot be sent, means the parent
+    was killed (SIGKILL, or SIGTERM's default action: a SLURM job out of time): then nobody will read or
+    remove the last run's directory, so this process removes it.
     """
     sys.set_int_max_str_digits(0)
     load_evalplus_guard_source()
+    last_run = None
     for line in sys.stdin:
+        if line == GOODBYE:
+            os._exit(0)
         run_dir, deadline = line.rstrip("\n").split("\t")
+        last_run = run_dir
         pid = os.fork()
         if pid == 0:
             code = 0
@@ -964,8 +981,16 @@ def zygote():
                 code = 71
             os._exit(code)
         _, status = os.waitpid(pid, 0)
-        sys.stdout.write(f"done\t{os.waitstatus_to_exitcode(status)}\n")
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(f"done\t{os.waitstatus_to_exitcode(status)}\n")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            break
+    if last_run is not None:
+        import shutil
+
+        shutil.rmtree(last_run, ignore_errors=True)
+    os._exit(0)  # not sys.exit: its flush of a stdout nobody reads would fail again
 
 
 def probe(mode):

@@ -27,6 +27,7 @@ import pickle
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -37,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from promis_repro.sandbox.child import kill_uid
+from promis_repro.sandbox.child import GOODBYE, kill_uid
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,9 @@ MiB = 1 << 20
 #: concurrent run, so that a cleanup ``kill(-1)`` as that uid reaches exactly
 #: the processes that run left behind.
 SANDBOX_UID_RANGE = range(61000, 62000)
-UID_LOCK_DIR = Path(tempfile.gettempdir()) / "promis-repro-sandbox-uids"
+# the uids' locks: one directory for the whole host, not under $TMPDIR (each job may set its own), so that
+# every root harness sees every lease; root's own, so that no other user's files decide a lease
+UID_LOCK_DIR = Path("/run/promis-repro-sandbox-uids")
 
 
 @dataclass(frozen=True)
@@ -146,15 +149,42 @@ def require_containment() -> Isolation:
     return isolation
 
 
+def uid_run_lock(uid: int) -> Path:
+    """The lock a run's supervisor holds on its uid (``child.supervise``), from before the program starts
+    until every process of the uid is dead: a run outlives a harness killed during it."""
+    return UID_LOCK_DIR / f"{uid}.run"
+
+
+def _uid_still_running(uid: int) -> bool:
+    """Whether a run of ``uid`` whose harness died (releasing its lease) is still going."""
+    fd = os.open(uid_run_lock(uid), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # releases the probe's lock, if taken
+    return False
+
+
 @contextlib.contextmanager
 def _lease_uid() -> Iterator[int]:
-    """Hold an exclusive lock on one uid of SANDBOX_UID_RANGE (works across processes on a host)."""
-    UID_LOCK_DIR.mkdir(mode=0o700, exist_ok=True)
+    """Hold an exclusive lock on one uid of SANDBOX_UID_RANGE (works across processes on a host) that no run
+    is using: the harness's lease ends with the harness, a run's own lock (``uid_run_lock``) with its processes."""
+    UID_LOCK_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+    found = os.lstat(UID_LOCK_DIR)
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.geteuid() or found.st_mode & 0o022:
+        from promis_repro.errors import UserError
+
+        raise UserError(f"{UID_LOCK_DIR}: the sandbox's uid leases need a directory of root's no one else writes to")
     for uid in SANDBOX_UID_RANGE:
         handle = open(UID_LOCK_DIR / f"{uid}.lock", "a")  # noqa: SIM115 - kept open while leased
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            handle.close()
+            continue
+        if _uid_still_running(uid):
             handle.close()
             continue
         try:
@@ -275,6 +305,20 @@ class _Zygote:
             return False
         return True
 
+    def stop(self) -> None:
+        """End it gently (it exits at end of input), killed after 5 s. The goodbye tells it that this process
+        is alive and has removed the run directories: input ending without one means this process died."""
+        if self.alive() and self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.write(GOODBYE)
+                self.proc.stdin.flush()
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=5)
+        if self.alive():
+            self.close()
+
     def close(self) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
@@ -314,26 +358,14 @@ def close_thread_zygote() -> None:
     if zygote is None:
         return
     _local.zygote = None
-    if zygote.alive() and zygote.proc.stdin is not None:
-        with contextlib.suppress(OSError):
-            zygote.proc.stdin.close()  # the zygote exits at end of input
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            zygote.proc.wait(timeout=5)
-    if zygote.alive():
-        zygote.close()
+    zygote.stop()
     _forget(zygote)
 
 
 @atexit.register
 def _close_zygotes() -> None:
     for zygote in _zygotes:
-        if zygote.alive() and zygote.proc.stdin is not None:
-            with contextlib.suppress(OSError):
-                zygote.proc.stdin.close()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                zygote.proc.wait(timeout=5)
-        if zygote.alive():
-            zygote.close()
+        zygote.stop()
 
 
 def run_job(job: dict[str, Any], deadline: float, limits: SandboxLimits | None = None) -> RunOutput:
@@ -371,6 +403,7 @@ def run_job(job: dict[str, Any], deadline: float, limits: SandboxLimits | None =
             "tmpfs_bytes": limits.tmpfs_bytes,
             "rlimits": rlimits,
             "uid": uid,
+            "uid_run_lock": None if uid is None else str(uid_run_lock(uid)),
             "env": env,
         }
         with open(os.open(run_dir / "job.pkl", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
