@@ -501,12 +501,21 @@ def test_a_uid_lease_needs_a_lock_directory_no_one_else_writes_to(tmp_path, monk
     locks = tmp_path / "uids"
     locks.mkdir()
     locks.chmod(0o777)  # another user could plant or hold the locks
-    monkeypatch.setattr(runner, "UID_LOCK_DIR", locks)
+    monkeypatch.setattr(runner, "UID_LOCK_DIRS", (locks,))
     with pytest.raises(UserError, match="no one else writes to"), runner._lease_uid():
         pass
     locks.chmod(0o700)
     with runner._lease_uid() as uid:
         assert uid in SANDBOX_UID_RANGE
+    # where the first place cannot be made (a read-only /run), the next
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    read_only.chmod(0o500)
+    monkeypatch.setattr(runner, "UID_LOCK_DIRS", (read_only / "uids", tmp_path / "fallback"))
+    if os.geteuid() != 0:  # root writes into a directory whatever its mode
+        assert runner.uid_lock_dir() == tmp_path / "fallback"
+    monkeypatch.setattr(runner, "UID_LOCK_DIRS", (tmp_path / "missing" / "uids", tmp_path / "fallback"))
+    assert runner.uid_lock_dir() == tmp_path / "fallback"
 
 
 def test_printing_pass_does_not_pass():

@@ -50,9 +50,10 @@ MiB = 1 << 20
 #: concurrent run, so that a cleanup ``kill(-1)`` as that uid reaches exactly
 #: the processes that run left behind.
 SANDBOX_UID_RANGE = range(61000, 62000)
-# the uids' locks: one directory for the whole host, not under $TMPDIR (each job may set its own), so that
-# every root harness sees every lease; root's own, so that no other user's files decide a lease
-UID_LOCK_DIR = Path("/run/promis-repro-sandbox-uids")
+# where the uids' locks may live, in order: one directory for the whole host, never under $TMPDIR (each job
+# may set its own), so that every root harness sees every lease; /tmp where /run is read-only (a container
+# run from a read-only image, as Apptainer runs a SIF)
+UID_LOCK_DIRS = (Path("/run/promis-repro-sandbox-uids"), Path("/tmp/promis-repro-sandbox-uids"))
 
 
 @dataclass(frozen=True)
@@ -149,10 +150,27 @@ def require_containment() -> Isolation:
     return isolation
 
 
+def uid_lock_dir() -> Path:
+    """The first of ``UID_LOCK_DIRS`` that exists or can be made; it must be root's own and writable by no one
+    else, so that no other user's files decide a lease."""
+    from promis_repro.errors import UserError
+
+    for candidate in UID_LOCK_DIRS:
+        try:
+            candidate.mkdir(mode=0o700, exist_ok=True)
+        except OSError:
+            continue
+        found = os.lstat(candidate)
+        if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.geteuid() or found.st_mode & 0o022:
+            raise UserError(f"{candidate}: the sandbox's uid leases need a directory of root's no one else writes to")
+        return candidate
+    raise UserError(f"no place for the sandbox's uid leases: none of {', '.join(map(str, UID_LOCK_DIRS))} can be made")
+
+
 def uid_run_lock(uid: int) -> Path:
     """The lock a run's supervisor holds on its uid (``child.supervise``), from before the program starts
     until every process of the uid is dead: a run outlives a harness killed during it."""
-    return UID_LOCK_DIR / f"{uid}.run"
+    return uid_lock_dir() / f"{uid}.run"
 
 
 def _uid_still_running(uid: int) -> bool:
@@ -171,14 +189,9 @@ def _uid_still_running(uid: int) -> bool:
 def _lease_uid() -> Iterator[int]:
     """Hold an exclusive lock on one uid of SANDBOX_UID_RANGE (works across processes on a host) that no run
     is using: the harness's lease ends with the harness, a run's own lock (``uid_run_lock``) with its processes."""
-    UID_LOCK_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
-    found = os.lstat(UID_LOCK_DIR)
-    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.geteuid() or found.st_mode & 0o022:
-        from promis_repro.errors import UserError
-
-        raise UserError(f"{UID_LOCK_DIR}: the sandbox's uid leases need a directory of root's no one else writes to")
+    locks = uid_lock_dir()
     for uid in SANDBOX_UID_RANGE:
-        handle = open(UID_LOCK_DIR / f"{uid}.lock", "a")  # noqa: SIM115 - kept open while leased
+        handle = open(locks / f"{uid}.lock", "a")  # noqa: SIM115 - kept open while leased
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
