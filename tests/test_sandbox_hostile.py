@@ -494,6 +494,37 @@ def test_a_killed_harness_keeps_its_uid_until_its_run_is_over(tmp_path):
     assert sandbox_processes() == []
 
 
+EXITING_HARNESS = """
+import glob, os, sys, threading, time
+sys.path.insert(0, {tests!r})
+from test_sandbox_hostile import CORRECT, score
+threading.Thread(target=score, args=("import time\\ntime.sleep(8)\\n" + CORRECT,), daemon=True).start()
+while not glob.glob(os.path.join(os.environ["TMPDIR"], "promis-sbx-*", "worker.pid")):
+    time.sleep(0.02)
+"""  # then the interpreter exits, its exit handlers running while the thread still waits on the run
+
+
+def test_a_harness_exiting_during_a_run_leaves_the_run_to_end(tmp_path):
+    """An interrupted harness (Ctrl-C: the CLI returns and the exit handlers run while worker threads still wait
+    on their runs) neither says goodbye to a busy zygote, which would leave the run's directory behind, nor
+    kills it, which would kill the run's supervisor (the holder of its uid) and not its program."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-c", EXITING_HARNESS.format(tests=str(REPO / "tests"))],
+        env={**os.environ, "TMPDIR": str(scratch)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    deadline = time.monotonic() + 30
+    while list(scratch.glob("promis-sbx-*")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert list(scratch.glob("promis-sbx-*")) == []
+    assert sandbox_processes() == []
+
+
 def test_a_uid_lease_needs_a_lock_directory_no_one_else_writes_to(tmp_path, monkeypatch):
     from promis_repro.errors import UserError
     from promis_repro.sandbox import runner

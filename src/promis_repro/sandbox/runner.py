@@ -173,9 +173,9 @@ def uid_run_lock(uid: int) -> Path:
     return uid_lock_dir() / f"{uid}.run"
 
 
-def _uid_still_running(uid: int) -> bool:
+def _uid_still_running(locks: Path, uid: int) -> bool:
     """Whether a run of ``uid`` whose harness died (releasing its lease) is still going."""
-    fd = os.open(uid_run_lock(uid), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = os.open(locks / f"{uid}.run", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -197,7 +197,7 @@ def _lease_uid() -> Iterator[int]:
         except BlockingIOError:
             handle.close()
             continue
-        if _uid_still_running(uid):
+        if _uid_still_running(locks, uid):
             handle.close()
             continue
         try:
@@ -299,6 +299,7 @@ class _Zygote:
             text=True,
             bufsize=1,
         )
+        self.busy = False  # a thread is in ``run``
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -306,21 +307,35 @@ class _Zygote:
     def run(self, run_dir: Path, deadline: float) -> bool:
         """Serve one run; False when the zygote died or stopped answering (it is then killed)."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.busy = True
         try:
-            self.proc.stdin.write(f"{run_dir}\t{deadline}\n")
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            return False
-        ready, _, _ = select.select([self.proc.stdout], [], [], deadline + 30)
-        line = self.proc.stdout.readline() if ready else ""
-        if not line.startswith("done"):
-            self.close()
-            return False
-        return True
+            try:
+                self.proc.stdin.write(f"{run_dir}\t{deadline}\n")
+                self.proc.stdin.flush()
+            except (BrokenPipeError, OSError):
+                return False
+            ready, _, _ = select.select([self.proc.stdout], [], [], deadline + 30)
+            line = self.proc.stdout.readline() if ready else ""
+            if not line.startswith("done"):
+                self.close()
+                return False
+            return True
+        finally:
+            self.busy = False
 
     def stop(self) -> None:
         """End it gently (it exits at end of input), killed after 5 s. The goodbye tells it that this process
-        is alive and has removed the run directories: input ending without one means this process died."""
+        is alive and has removed the run directories: input ending without one means this process died.
+
+        A run still going (a thread waiting on it while this process exits: an interrupted harness) is left to
+        end by its own deadline, neither said goodbye to nor killed: killing the zygote would kill the run's
+        supervisor, which holds the run's uid, and not the program, which leads its own session. Without the
+        goodbye, the zygote removes the run's directory once nobody reads its answer."""
+        if self.busy:
+            with contextlib.suppress(OSError):
+                if self.proc.stdin is not None:
+                    self.proc.stdin.close()
+            return
         if self.alive() and self.proc.stdin is not None:
             with contextlib.suppress(OSError):
                 self.proc.stdin.write(GOODBYE)
@@ -425,9 +440,11 @@ def run_job(job: dict[str, Any], deadline: float, limits: SandboxLimits | None =
             os.close(os.open(run_dir / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         started = time.monotonic()
         served = False
-        for _attempt in range(2):  # a zygote that died is replaced once
+        for _attempt in range(2):  # a zygote that died before it started the run is replaced once
             if _zygote().run(run_dir, deadline):
                 served = True
+                break
+            if (run_dir / "worker.status").exists():  # its supervisor had begun: killed below, never run twice
                 break
         seconds = time.monotonic() - started
         status: dict[str, Any] = {}
