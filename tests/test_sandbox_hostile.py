@@ -536,8 +536,8 @@ def test_a_uid_lease_needs_a_lock_directory_no_one_else_writes_to(tmp_path, monk
     with pytest.raises(UserError, match="no one else writes to"), runner._lease_uid():
         pass
     locks.chmod(0o700)
-    with runner._lease_uid() as uid:
-        assert uid in SANDBOX_UID_RANGE
+    with runner._lease_uid() as (uid, run_lock):
+        assert uid in SANDBOX_UID_RANGE and run_lock.parent == locks
     # where the first place cannot be made (a read-only /run), the next
     read_only = tmp_path / "read-only"
     read_only.mkdir()

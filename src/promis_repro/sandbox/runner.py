@@ -167,15 +167,15 @@ def uid_lock_dir() -> Path:
     raise UserError(f"no place for the sandbox's uid leases: none of {', '.join(map(str, UID_LOCK_DIRS))} can be made")
 
 
-def uid_run_lock(uid: int) -> Path:
+def _run_lock(locks: Path, uid: int) -> Path:
     """The lock a run's supervisor holds on its uid (``child.supervise``), from before the program starts
     until every process of the uid is dead: a run outlives a harness killed during it."""
-    return uid_lock_dir() / f"{uid}.run"
+    return locks / f"{uid}.run"
 
 
-def _uid_still_running(locks: Path, uid: int) -> bool:
-    """Whether a run of ``uid`` whose harness died (releasing its lease) is still going."""
-    fd = os.open(locks / f"{uid}.run", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+def _still_running(run_lock: Path) -> bool:
+    """Whether a run of the uid whose harness died (releasing its lease) is still going."""
+    fd = os.open(run_lock, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -186,9 +186,10 @@ def _uid_still_running(locks: Path, uid: int) -> bool:
 
 
 @contextlib.contextmanager
-def _lease_uid() -> Iterator[int]:
+def _lease_uid() -> Iterator[tuple[int, Path]]:
     """Hold an exclusive lock on one uid of SANDBOX_UID_RANGE (works across processes on a host) that no run
-    is using: the harness's lease ends with the harness, a run's own lock (``uid_run_lock``) with its processes."""
+    is using: the harness's lease ends with the harness, a run's own lock (``_run_lock``) with its processes.
+    Yields the uid and its run lock."""
     locks = uid_lock_dir()
     for uid in SANDBOX_UID_RANGE:
         handle = open(locks / f"{uid}.lock", "a")  # noqa: SIM115 - kept open while leased
@@ -197,11 +198,12 @@ def _lease_uid() -> Iterator[int]:
         except BlockingIOError:
             handle.close()
             continue
-        if _uid_still_running(locks, uid):
+        run_lock = _run_lock(locks, uid)
+        if _still_running(run_lock):
             handle.close()
             continue
         try:
-            yield uid
+            yield uid, run_lock
         finally:
             handle.close()
         return
@@ -402,7 +404,7 @@ def run_job(job: dict[str, Any], deadline: float, limits: SandboxLimits | None =
     isolation = require_containment()
     userns = isolation.mode == "user-namespace"
     with contextlib.ExitStack() as stack:
-        uid = stack.enter_context(_lease_uid()) if isolation.mode == "root" else None
+        uid, run_lock = stack.enter_context(_lease_uid()) if isolation.mode == "root" else (None, None)
         run_dir = Path(tempfile.mkdtemp(prefix="promis-sbx-"))
         stack.callback(shutil.rmtree, run_dir, True)
         os.chmod(run_dir, 0o711)
@@ -431,7 +433,7 @@ def run_job(job: dict[str, Any], deadline: float, limits: SandboxLimits | None =
             "tmpfs_bytes": limits.tmpfs_bytes,
             "rlimits": rlimits,
             "uid": uid,
-            "uid_run_lock": None if uid is None else str(uid_run_lock(uid)),
+            "uid_run_lock": None if run_lock is None else str(run_lock),
             "env": env,
         }
         with open(os.open(run_dir / "job.pkl", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
